@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# System packages the suite starts for real: Prometheus (with promtool), headless Chromium with its driver, and
+# redis-server (the health probe's queue check talks to a real one).
+# Idempotent: installs only what is missing. Needs root (or sudo) and Debian's package registry.
+set -euo pipefail
+
+need=()
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system deps: prometheus, promtool, chromium, chromedriver, redis-server present"
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "system deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u)
