@@ -1,0 +1,48 @@
+"""App configuration: wiring done once, in ``ready()``, never at import time."""
+
+from __future__ import annotations
+
+import contextlib
+
+from django.apps import AppConfig
+
+
+class ObservabilityConfig(AppConfig):
+    name = "observability_app"
+    verbose_name = "Observability and audit"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from . import checks  # noqa: F401  (registers the system checks)
+        from .audit import receivers, registry
+        from .audit.db import install_sqlite_function
+        from .conf import settings
+
+        connection_created.connect(install_sqlite_function, dispatch_uid="observability_app.sqlite_gate")
+        # A bad entry is reported by the system check observability_app.E009; it must not stop start-up.
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            registry.register_from_settings()
+        if settings.AUDIT_ENABLED:  # read at start-up: the receivers are connected once
+            receivers.connect_builtin_signals()
+            if settings.AUDIT_CAPTURE_AUTH:
+                receivers.connect_auth_signals()
+            if settings.AUDIT_CAPTURE_ADMIN_ACTIONS:
+                receivers.connect_admin_log()
+        self._connect_optional()
+
+    def _connect_optional(self) -> None:
+        """Metrics and tracing set themselves up here when their modules exist and are enabled."""
+        from importlib import import_module
+
+        for module_name in ("observability_app.metrics", "observability_app.tracing"):
+            try:
+                module = import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue
+            setup = getattr(module, "setup", None)
+            if setup is not None:
+                setup()

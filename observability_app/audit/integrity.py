@@ -1,0 +1,443 @@
+"""Tamper evidence: seals over the events, chained and keyed, and the verification that reads them back.
+
+In the spirit of CloudTrail's log file integrity validation:
+
+- :func:`seal` (``manage.py seal_audit``, and the purge before it deletes) writes :class:`AuditSeal` rows, each
+  covering the events written since the previous one: their ids and stored digests (so verification can name an
+  event), chained to the previous seal's digest, and HMAC'd with ``AUDIT_SIGNING_KEY`` when one is set. Writers never
+  wait on it: it reads committed rows and takes only a sealer lock (one sealer at a time, never the writers).
+- Events that commit after a seal has read their id range ("late" events: a long transaction got its id first)
+  are picked up by the next seal, which re-reads the previous seal's range for ids it lacks.
+- Each seal's digest is also written to the ``observability_app.audit.integrity`` logger, so the log pipeline
+  keeps a copy outside the database.
+- :func:`verify` streams through the events in id order and through the seals, and reports by event id every event
+  changed (its content no longer gives its digest, or its digest is not the sealed one), removed (sealed, gone, not
+  purged), or inserted (in a sealed range but in no seal), and every seal or purge record whose digest does not
+  verify (forged without the key) or whose chain is broken. Purges record what they removed per seal
+  (:class:`AuditPurgeRecord`, keyed too), so legitimate purges keep verification passing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import hmac
+import json
+import logging
+import struct
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from .canonical import (
+    DIGEST_FIELDS,
+    InvalidAuditEvent,
+    digest_material_values,
+    dumps,
+    format_time,
+    mac_hex,
+    normalize_payload,
+    signing_key,
+    stored_event_digest,
+)
+from .locks import exclusive
+from .models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification
+
+logger = logging.getLogger("observability_app.audit.integrity")
+
+LEAF = 40  # 8-byte id + 32-byte digest
+SEAL_LOCK = "observability_app.seal"
+
+
+def _mac(key: bytes | None, material: bytes) -> str:
+    if key:
+        return hmac.new(key, material, hashlib.sha256).hexdigest()
+    return hashlib.sha256(material).hexdigest()
+
+
+def seal_digest(previous: str, first_id: int, last_id: int, count: int, leaves: bytes, key: bytes | None) -> str:
+    material = f"seal/v1|{previous}|{first_id}|{last_id}|{count}|".encode() + hashlib.sha256(leaves).digest()
+    return _mac(key, material)
+
+
+def purge_digest(seal_digest_: str, run_id: str, removed: bytes, key: bytes | None) -> str:
+    return _mac(key, f"purge/v1|{seal_digest_}|{run_id}|".encode() + hashlib.sha256(removed).digest())
+
+
+def pack_leaves(rows: list[tuple[int, str]]) -> bytes:
+    return b"".join(pk.to_bytes(8, "big") + bytes.fromhex(digest) for pk, digest in sorted(rows))
+
+
+def iter_leaves(blob: bytes) -> Iterator[tuple[int, bytes]]:
+    """(event id, 32-byte digest) pairs of a seal, decoded in C."""
+    usable = len(blob) - len(blob) % LEAF
+    return struct.iter_unpack(">q32s", blob[:usable]) if usable else iter(())
+
+
+def leaf_ids(blob: bytes) -> array:
+    return array("q", (pk for pk, _digest in iter_leaves(blob)))
+
+
+# -- sealing ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SealResult:
+    seals: list[AuditSeal] = field(default_factory=list)
+    events: int = 0
+    late: int = 0
+
+
+def seal(*, using: str = DEFAULT_DB_ALIAS, max_events: int | None = None, now: datetime | None = None) -> SealResult:
+    """Seal every committed event not sealed yet; returns what was written. One sealer at a time."""
+    from ..conf import settings
+
+    max_events = max_events or settings.AUDIT_SEAL_MAX_EVENTS
+    result = SealResult()
+    with exclusive(SEAL_LOCK, using=using, wait=True):
+        key = signing_key()
+        late = _late_events(using)
+        while True:
+            previous = AuditSeal.objects.using(using).order_by("-id").first()
+            start = previous.last_id + 1 if previous else 1
+            rows = list(
+                AuditEvent.objects.using(using)
+                .filter(id__gte=start)
+                .order_by("id")
+                .values_list("id", "digest")[:max_events]
+            )
+            if not rows and not late:
+                return result
+            leaves = pack_leaves(rows + late)
+            first_id = rows[0][0] if rows else start
+            last_id = rows[-1][0] if rows else start - 1
+            count = len(rows) + len(late)
+            prev_digest = previous.digest if previous else ""
+            new = AuditSeal.objects.using(using).create(
+                created_at=now or datetime.now(UTC),
+                first_id=first_id,
+                last_id=last_id,
+                event_count=count,
+                late_count=len(late),
+                leaves=leaves,
+                previous_digest=prev_digest,
+                digest=seal_digest(prev_digest, first_id, last_id, count, leaves, key),
+                keyed=bool(key),
+            )
+            logger.info(
+                "audit seal %s",
+                new.pk,
+                extra={
+                    "seal_id": new.pk,
+                    "seal_digest": new.digest,
+                    "first_id": first_id,
+                    "last_id": last_id,
+                    "event_count": count,
+                    "late_count": len(late),
+                    "previous_digest": prev_digest,
+                },
+            )
+            result.seals.append(new)
+            result.events += count
+            result.late += len(late)
+            late = []
+            if len(rows) < max_events:
+                return result
+
+
+def _late_events(using: str) -> list[tuple[int, str]]:
+    """Events inside the last seal's id range that it does not hold (committed after it read the range)."""
+    previous = AuditSeal.objects.using(using).order_by("-id").first()
+    if previous is None:
+        return []
+    sealed = set(leaf_ids(bytes(previous.leaves)))
+    return [
+        (pk, digest)
+        for pk, digest in AuditEvent.objects.using(using)
+        .filter(id__gte=previous.first_id, id__lte=previous.last_id)
+        .values_list("id", "digest")
+        .iterator(chunk_size=10_000)
+        if pk not in sealed
+    ]
+
+
+def seal_for(event_id: int, using: str = DEFAULT_DB_ALIAS) -> AuditSeal | None:
+    """The seal that holds ``event_id`` (its range's seal, else the following seal that carried it late)."""
+    for candidate in AuditSeal.objects.using(using).filter(last_id__gte=event_id).order_by("last_id")[:3]:
+        ids = leaf_ids(bytes(candidate.leaves))
+        index = bisect.bisect_left(ids, event_id)
+        if index < len(ids) and ids[index] == event_id:
+            return candidate
+    return None
+
+
+def event_seal_status(event: AuditEvent) -> dict[str, Any]:
+    """For the admin's detail page: is the event sealed, by which seal, and does everything still match?"""
+    using = event._state.db or DEFAULT_DB_ALIAS
+    key = signing_key()
+    try:
+        content_ok = hmac.compare_digest(stored_event_digest(event, key), event.digest)
+    except InvalidAuditEvent:
+        content_ok = False
+    found = seal_for(event.pk, using)
+    if found is None:
+        return {"sealed": False, "content_matches_digest": content_ok, "summary": "not sealed yet"}
+    sealed_digest = dict(iter_leaves(bytes(found.leaves))).get(event.pk)
+    seal_ok = hmac.compare_digest(
+        seal_digest(found.previous_digest, found.first_id, found.last_id, found.event_count, bytes(found.leaves), key),
+        found.digest,
+    )
+    matches = sealed_digest is not None and sealed_digest.hex() == event.digest
+    return {
+        "sealed": True,
+        "seal_id": found.pk,
+        "sealed_at": found.created_at,
+        "seal_digest": found.digest,
+        "seal_signature_valid": seal_ok,
+        "content_matches_digest": content_ok,
+        "digest_matches_seal": matches,
+        "summary": "sealed and intact" if (seal_ok and matches and content_ok) else "TAMPERED",
+    }
+
+
+# -- verification ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    kind: str  # changed | removed | inserted | seal_forged | chain_broken | purge_forged
+    event_id: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"event {self.event_id}" if self.event_id is not None else "trail"
+        return f"{self.kind}: {where}: {self.detail}"
+
+
+@dataclass
+class Report:
+    events_checked: int = 0
+    seals_checked: int = 0
+    unsealed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _purged_ids(using: str, key: bytes | None, seal_digests: dict[int, str], report: Report) -> dict[int, array]:
+    """Seal id -> sorted ids its purge records say were removed (records that do not verify are reported)."""
+    removed: dict[int, list[int]] = {}
+    for record in AuditPurgeRecord.objects.using(using).order_by("id").iterator(chunk_size=100):
+        blob = bytes(record.removed)
+        seal_digest_ = seal_digests.get(record.seal_id)
+        expected = purge_digest(seal_digest_ or "", record.run_id, blob, key)
+        if seal_digest_ is None or not hmac.compare_digest(expected, record.digest):
+            report.problems.append(Problem("purge_forged", None, f"purge record {record.pk} does not verify"))
+            continue
+        removed.setdefault(record.seal_id, []).extend(
+            int.from_bytes(blob[i : i + 8], "big") for i in range(0, len(blob), 8)
+        )
+    return {seal_id: array("q", sorted(ids)) for seal_id, ids in removed.items()}
+
+
+def _contains(ids: array | None, value: int) -> bool:
+    if not ids:
+        return False
+    index = bisect.bisect_left(ids, value)
+    return index < len(ids) and ids[index] == value
+
+
+def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 5000, record_run: bool = True) -> Report:
+    """Check every event against its digest and its seal, and every seal against its chain; name each problem."""
+    started = datetime.now(UTC)
+    key = signing_key()
+    report = Report()
+    seal_rows = list(
+        AuditSeal.objects.using(using)
+        .order_by("id")
+        .values_list("id", "first_id", "last_id", "event_count", "previous_digest", "digest")
+    )
+    purged = _purged_ids(using, key, {row[0]: row[5] for row in seal_rows}, report)
+    # Pass 1 over the seals (one blob in memory at a time): chain, signature, and the late leaves.
+    late: dict[int, tuple[bytes, int]] = {}
+    previous_digest = ""
+    for seal_id, first_id, last_id, count, prev, digest in seal_rows:
+        blob = _blob(using, seal_id)
+        report.seals_checked += 1
+        if prev != previous_digest:
+            report.problems.append(Problem("chain_broken", None, f"seal {seal_id} does not follow the seal before it"))
+        if not hmac.compare_digest(seal_digest(prev, first_id, last_id, count, blob, key), digest):
+            report.problems.append(Problem("seal_forged", None, f"seal {seal_id} digest does not verify"))
+        if len(blob) != count * LEAF:
+            report.problems.append(Problem("seal_forged", None, f"seal {seal_id} holds {len(blob) // LEAF} leaves"))
+        for pk, leaf_digest in iter_leaves(blob):
+            if pk < first_id:
+                late[pk] = (leaf_digest, seal_id)
+        previous_digest = digest
+    last_sealed = seal_rows[-1][2] if seal_rows else 0
+    last_seal_first = seal_rows[-1][1] if seal_rows else 1
+    # Pass 2: the events in id order, merged with the seals' in-range leaves.
+    seen_late: set[int] = set()
+    events = _stream_events(using, chunk_size)
+    pending = next(events, None)
+    for seal_id, first_id, last_id, _count, _prev, _digest in seal_rows:
+        blob = _blob(using, seal_id)
+        removed = purged.get(seal_id)
+        for pk, leaf_digest in iter_leaves(blob):
+            if pk < first_id:
+                continue
+            while pending is not None and pending[0] < pk:
+                _check_unexpected(pending, late, seen_late, report, key, last_sealed, last_seal_first)
+                pending = next(events, None)
+            if pending is not None and pending[0] == pk:
+                _check_event(pending, leaf_digest, report, key)
+                pending = next(events, None)
+            elif not _contains(removed, pk):
+                report.problems.append(Problem("removed", pk, f"sealed by seal {seal_id}, missing, not purged"))
+        # events up to the end of this seal's range that it does not hold
+        while pending is not None and pending[0] <= last_id:
+            _check_unexpected(pending, late, seen_late, report, key, last_sealed, last_seal_first)
+            pending = next(events, None)
+    while pending is not None:
+        _check_unexpected(pending, late, seen_late, report, key, last_sealed, last_seal_first)
+        pending = next(events, None)
+    # Late leaves whose event is gone.
+    for pk, (_leaf, seal_id) in late.items():
+        if pk not in seen_late and not _contains(purged.get(seal_id), pk):
+            report.problems.append(Problem("removed", pk, f"sealed late by seal {seal_id}, missing, not purged"))
+    if record_run:
+        AuditVerification.objects.using(using).create(
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            events_checked=report.events_checked,
+            seals_checked=report.seals_checked,
+            problems=len(report.problems),
+            summary={"by_kind": _by_kind(report), "unsealed": report.unsealed},
+        )
+    _count_failures(report)
+    return report
+
+
+def _blob(using: str, seal_id: int) -> bytes:
+    return bytes(AuditSeal.objects.using(using).values_list("leaves", flat=True).get(pk=seal_id))
+
+
+def _stream_events(using: str, chunk_size: int) -> Iterator[tuple[Any, ...]]:
+    """Rows ``(id, event_id hex, occurred_at, *DIGEST_FIELDS, payload text, digest)`` in id order.
+
+    A plain DB-API cursor, not the ORM: verification reads every row once and needs neither model instances nor
+    Django's per-row converters. On PostgreSQL a named (server-side) cursor inside a transaction streams the table
+    and the payload comes as text; on SQLite the stored text is the canonical text itself.
+    """
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    if connection.vendor == "postgresql":
+        # The time comes formatted by the server in format_time's exact form: no datetime parsing per row.
+        when = "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        payload = "payload::text"
+    else:
+        when, payload = qn("occurred_at"), qn("payload")
+    columns = ", ".join([qn("id"), qn("event_id"), when, *map(qn, DIGEST_FIELDS), payload, qn("digest")])
+    sql = f"SELECT {columns} FROM {qn(AuditEvent._meta.db_table)} ORDER BY {qn('id')}"
+    with transaction.atomic(using=using):
+        connection.ensure_connection()
+        if connection.vendor == "postgresql":
+            cursor = connection.connection.cursor(name="observability_verify")
+            cursor.itersize = chunk_size
+        else:
+            cursor = connection.connection.cursor()
+        try:
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(chunk_size):
+                for row in rows:
+                    event_id, occurred_at = row[1], row[2]
+                    event_hex = event_id if isinstance(event_id, str) else event_id.hex
+                    if isinstance(occurred_at, datetime):  # SQLite's converters give naive UTC datetimes
+                        occurred_at = format_time(occurred_at)
+                    elif " " in occurred_at:  # or the stored text "YYYY-MM-DD HH:MM:SS[.ffffff]"
+                        occurred_at = format_time(datetime.fromisoformat(occurred_at).replace(tzinfo=UTC))
+                    yield (row[0], event_hex.replace("-", ""), occurred_at, *row[3:])
+        finally:
+            cursor.close()
+
+
+_FIELD_SLICE = slice(3, 3 + len(DIGEST_FIELDS))
+
+
+def _content_digest(row: tuple[Any, ...], key: bytes | None) -> str | None:
+    """The digest the row's content gives; None when the stored payload is not canonical JSON any more."""
+    text = row[-2]
+    try:
+        payload = json.loads(text) if isinstance(text, str) else text
+        canonical = dumps(normalize_payload(payload))
+        return mac_hex(digest_material_values(row[1], row[2], row[_FIELD_SLICE], canonical), key)
+    except (InvalidAuditEvent, TypeError, ValueError):
+        return None
+
+
+def _check_event(row: tuple[Any, ...], leaf_digest: bytes, report: Report, key: bytes | None) -> None:
+    report.events_checked += 1
+    pk, stored = row[0], row[-1]
+    if _content_digest(row, key) != stored:
+        report.problems.append(Problem("changed", pk, "content does not give its stored digest"))
+    elif leaf_digest.hex() != stored:
+        report.problems.append(Problem("changed", pk, "digest differs from the sealed one"))
+
+
+def _check_unexpected(
+    row: tuple[Any, ...],
+    late: dict,
+    seen_late: set[int],
+    report: Report,
+    key: bytes | None,
+    last_sealed: int,
+    last_seal_first: int,
+) -> None:
+    pk = row[0]
+    if pk in late:
+        seen_late.add(pk)
+        _check_event(row, late[pk][0], report, key)
+        return
+    report.events_checked += 1
+    valid = _content_digest(row, key) == row[-1]
+    if pk > last_sealed or (pk >= last_seal_first and valid):
+        # Written after the last seal (or committed late inside its range): the next seal takes it.
+        report.unsealed += 1
+        if not valid:
+            report.problems.append(Problem("changed", pk, "unsealed event whose content does not give its digest"))
+        return
+    report.problems.append(Problem("inserted", pk, "inside a sealed range but in no seal"))
+
+
+def _by_kind(report: Report) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for problem in report.problems:
+        counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    return counts
+
+
+def _count_failures(report: Report) -> None:
+    if report.ok:
+        return
+    try:
+        from ..metrics import audit as audit_metrics
+
+        audit_metrics.count_verification(len(report.problems))
+    except Exception:  # metrics off or not installed: verification still reports
+        pass
+
+
+def last_verification(using: str = DEFAULT_DB_ALIAS) -> tuple[datetime, int] | None:
+    """(finished_at, problems) of the latest verify run, or None: one indexed row for /metrics."""
+    row = AuditVerification.objects.using(using).order_by("-id").values_list("finished_at", "problems").first()
+    return (row[0], row[1]) if row else None
+
+
+def connection_vendor(using: str = DEFAULT_DB_ALIAS) -> str:
+    return connections[using].vendor

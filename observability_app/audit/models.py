@@ -1,0 +1,218 @@
+"""The stored audit event.
+
+Append-only at three levels: this model refuses ``save()`` of an existing row and ``delete()``; its queryset
+refuses ``update()`` and ``delete()``; database triggers (migration 0002) refuse raw SQL ``UPDATE`` and ``DELETE``
+except through the retention purge's gate (:mod:`observability_app.audit.db`).
+
+Indexes serve the queries that matter: by type and time (filters, purge), by time (date drill-down), and exact
+look-ups by correlation id, request id, subject and actor (search, "all events of this correlation id").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from .exceptions import AppendOnlyViolation
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyViolation("QuerySet.update() on audit events refused")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyViolation("QuerySet.delete() on audit events refused")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        raise AppendOnlyViolation("bulk_update() on audit events refused")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnlyViolation("update_or_create() on audit events refused")
+
+    def _raw_delete(self, using: str) -> int:
+        raise AppendOnlyViolation("raw delete of audit events refused")
+
+    def correlated(self, correlation_id: str) -> AuditEventQuerySet:
+        """All events of one correlation id, oldest first."""
+        return self.filter(correlation_id=correlation_id).order_by("occurred_at", "id")
+
+
+class AuditEvent(models.Model):
+    """One audit event. Create through :func:`observability_app.audit.record`, never by hand."""
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True, editable=False)
+    event_type = models.CharField(max_length=64)
+    occurred_at = models.DateTimeField()
+    subject = models.CharField(max_length=255, blank=True, default="")
+    actor = models.CharField(max_length=255, blank=True, default="")
+    outcome = models.CharField(max_length=16, blank=True, default="success")
+    source = models.CharField(max_length=16, blank=True, default="")
+    correlation_id = models.CharField(max_length=128, blank=True, default="")
+    request_id = models.CharField(max_length=128, blank=True, default="")
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    span_id = models.CharField(max_length=16, blank=True, default="")
+    client_ip = models.CharField(max_length=45, blank=True, default="")
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    route = models.CharField(max_length=255, blank=True, default="")
+    service = models.CharField(max_length=64, blank=True, default="")
+    environment = models.CharField(max_length=64, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    digest = models.CharField(max_length=64, editable=False)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        app_label = "observability_app"
+        db_table = "observability_audit_event"
+        ordering = ("-id",)
+        verbose_name = "audit event"
+        verbose_name_plural = "audit events"
+        default_permissions = ("view",)
+        indexes = [
+            models.Index(fields=["event_type", "occurred_at"], name="obs_audit_type_time"),
+            models.Index(fields=["occurred_at"], name="obs_audit_time"),
+            models.Index(fields=["correlation_id"], name="obs_audit_correlation"),
+            models.Index(fields=["request_id"], name="obs_audit_request"),
+            models.Index(fields=["subject"], name="obs_audit_subject"),
+            # Compliance browser (migration 0003): a filter ordered newest first walks one index, to any depth.
+            models.Index(fields=["event_type", "id"], name="obs_audit_type_id"),
+            models.Index(fields=["actor", "id"], name="obs_audit_actor_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.subject} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyViolation("save() of a stored audit event refused")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnlyViolation("delete() of an audit event refused")
+
+
+class _AppendOnlyModel(models.Model):
+    """Rows that, once written, are evidence: the ORM refuses to change or delete them."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyViolation(f"save() of a stored {type(self).__name__} refused")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnlyViolation(f"delete() of a {type(self).__name__} refused")
+
+
+class AuditSeal(_AppendOnlyModel):
+    """A digest over the events written since the previous seal, chained to it.
+
+    ``leaves`` holds, for every event it covers, its id (8 bytes) and stored digest (32 bytes), sorted by id, so
+    that verification can name the event that was changed, removed or inserted. Events that committed after an
+    earlier seal had read their id range ("late" events) are carried by the next seal, below its ``first_id``.
+    ``digest`` is HMAC-SHA256 with the signing key (SHA-256 without one) over the previous seal's digest, the
+    range, the count and the SHA-256 of ``leaves``.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField()
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    event_count = models.IntegerField()
+    late_count = models.IntegerField(default=0)
+    leaves = models.BinaryField()
+    previous_digest = models.CharField(max_length=64, blank=True, default="")
+    digest = models.CharField(max_length=64)
+    keyed = models.BooleanField(default=False)
+
+    class Meta:
+        app_label = "observability_app"
+        db_table = "observability_audit_seal"
+        ordering = ("id",)
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"seal {self.pk}: events {self.first_id}..{self.last_id} ({self.event_count})"
+
+
+class AuditPurgeRecord(_AppendOnlyModel):
+    """What one purge batch removed from one seal's events, so verification can tell a purge from a deletion.
+
+    ``removed`` holds the ids (8 bytes each, sorted); ``digest`` is HMAC-SHA256 (SHA-256 without a key) over the
+    seal's digest, the run id and ``removed``: a database-only attacker cannot forge one to hide a deletion.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    run_id = models.CharField(max_length=64)
+    seal = models.ForeignKey(AuditSeal, on_delete=models.PROTECT, related_name="purges")
+    created_at = models.DateTimeField()
+    removed = models.BinaryField()
+    removed_count = models.IntegerField()
+    digest = models.CharField(max_length=64)
+
+    class Meta:
+        app_label = "observability_app"
+        db_table = "observability_audit_purge_record"
+        ordering = ("id",)
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"purge {self.run_id}: {self.removed_count} event(s) of seal {self.seal_id}"
+
+
+class AuditVerification(_AppendOnlyModel):
+    """One run of ``verify_audit``: when, how much it read, how many problems it found (for /metrics)."""
+
+    id = models.BigAutoField(primary_key=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    events_checked = models.BigIntegerField()
+    seals_checked = models.IntegerField()
+    problems = models.IntegerField()
+    summary = models.JSONField(default=dict)
+
+    class Meta:
+        app_label = "observability_app"
+        db_table = "observability_audit_verification"
+        ordering = ("-id",)
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"verification {self.pk}: {self.events_checked} event(s), {self.problems} problem(s)"
+
+
+class LegalHold(models.Model):
+    """Keeps matching events from the retention purge: by subject (an artifact id), by event type, or both.
+
+    Holds are never deleted: lifting one records who lifted it, when and why.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    subject = models.CharField(max_length=255, blank=True, default="", help_text="e.g. an artifact id")
+    event_type = models.CharField(max_length=64, blank=True, default="")
+    reason = models.TextField()
+    placed_by = models.CharField(max_length=255)
+    placed_at = models.DateTimeField()
+    released_by = models.CharField(max_length=255, blank=True, default="")
+    released_at = models.DateTimeField(null=True, blank=True)
+    release_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        app_label = "observability_app"
+        db_table = "observability_legal_hold"
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        scope = " and ".join(filter(None, [self.subject and f"subject {self.subject}", self.event_type]))
+        return f"hold #{self.pk} on {scope}" + (" (released)" if self.released_at else "")
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnlyViolation("legal holds are lifted, never deleted")
