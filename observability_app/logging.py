@@ -1,0 +1,309 @@
+"""JSON log lines on python-json-logger, each carrying the request or job context.
+
+Drop-in configuration::
+
+    from observability_app.logging import logging_config
+    LOGGING = logging_config()                  # JSON lines on stdout, level from OBSERVABILITY_LOG_LEVEL
+    LOGGING = logging_config(access_log="/var/log/app/access.log")   # access lines to a file instead
+
+Every line has the SPEC field set: ``timestamp`` (UTC ISO 8601), ``level``, ``message``, ``logger``, ``service``,
+``environment``, ``request_id``, ``correlation_id``, ``trace_id``, ``span_id``, ``user_id``, ``ip``, ``route``,
+``method``, ``status_code``, ``duration_ms``, ``outcome``, ``source``, plus ``org_id``/``project_id`` when the context
+has them, and ``error.type``/``error.message``/``error.stack`` for exceptions. Context comes from
+:mod:`observability_app.context`, captured by :class:`ContextFilter` in the thread that logged, so lines from any
+logger (Django's own included) written during a request or job carry its ids. Extra fields pass through
+:func:`observability_app.redaction.redact`; secret-looking ``key=value`` pairs in messages are masked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
+
+from . import context
+from .conf import on_reload
+from .redaction import redact, scrub_text
+
+ACCESS_LOGGER = "observability_app.access"
+JOB_LOGGER = "observability_app.jobs"
+
+#: Keys every line carries, in this order (None when unknown).
+FIELDS = (
+    "timestamp",
+    "level",
+    "message",
+    "logger",
+    "service",
+    "environment",
+    "request_id",
+    "correlation_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+    "ip",
+    "route",
+    "method",
+    "status_code",
+    "duration_ms",
+    "outcome",
+    "source",
+)
+_SKIP = frozenset(RESERVED_ATTRS) | {"obs_context", "message", "asctime", "color_message", "request", "server_time"}
+_MAX_STACK = 16_000
+
+
+_identity_cache: tuple[str, str] | None = None
+
+
+def _identity() -> tuple[str, str]:
+    """Service and environment, cached until the settings change.
+
+    Before Django's settings are loaded (early start-up logging) the environment variables answer, uncached.
+    """
+    global _identity_cache
+    if _identity_cache is not None:
+        return _identity_cache
+    try:
+        from .conf import settings
+
+        _identity_cache = (settings.SERVICE_NAME, settings.ENVIRONMENT)
+        return _identity_cache
+    except Exception:  # settings not configured yet
+        return os.environ.get("OBSERVABILITY_SERVICE_NAME", ""), os.environ.get("OBSERVABILITY_ENVIRONMENT", "")
+
+
+def _forget_identity() -> None:
+    global _identity_cache
+    _identity_cache = None
+
+
+on_reload(_forget_identity)
+
+
+class ContextFilter(logging.Filter):
+    """Attach the current request/job context to every record, in the thread that logs it.
+
+    Put it on handlers (``logging_config()`` does): a handler that formats later or elsewhere (a QueueHandler)
+    still sees the context of the code that logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "obs_context"):
+            ctx = context.current()
+            if ctx is None:
+                # django.request logs 4xx/5xx after the middleware chain has returned (and unbound the
+                # context); the record carries the request, and the middleware left the context on it.
+                ctx = getattr(record.__dict__.get("request"), "observability_context", None)
+            record.obs_context = ctx
+        return True
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    """python-json-logger formatter producing the SPEC field set.
+
+    Steps are python-json-logger's (``add_fields`` -> ``process_log_record`` -> ``jsonify_log_record``);
+    ``add_fields`` is where our fields come from, so subclasses can add more there.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("json_ensure_ascii", False)
+        super().__init__(*args, **kwargs)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == ACCESS_LOGGER and not record.exc_info:
+            return self.format_access(record)
+        return super().format(record)
+
+    def format_access(self, record: logging.LogRecord) -> str:
+        """The access line: the same fields as :meth:`add_fields` gives, built directly (it is on every request).
+
+        The middleware passes sanitized values only, so no redaction pass is needed here.
+        """
+        fields = record.__dict__
+        ctx = fields.get("obs_context")
+        service, environment = _identity()
+        trace_id = span_id = None
+        if ctx is not None:
+            trace_id, span_id = ctx.trace_id or None, ctx.span_id or None
+            if trace_id is None and _tracing_on():
+                trace_id, span_id = (value or None for value in _trace_ids())
+        data = {
+            "timestamp": format_timestamp(record.created),
+            "level": record.levelname,
+            "message": record.msg,
+            "logger": record.name,
+            "service": service,
+            "environment": environment,
+            "request_id": ctx.request_id if ctx is not None else None,
+            "correlation_id": ctx.correlation_id if ctx is not None else None,
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "user_id": (ctx.user_id() or None) if ctx is not None else None,
+            "ip": (ctx.ip or None) if ctx is not None else None,
+            "route": fields.get("route"),
+            "method": fields.get("method"),
+            "status_code": fields.get("status_code"),
+            "duration_ms": fields.get("duration_ms"),
+            "outcome": fields.get("outcome"),
+            "source": ctx.source if ctx is not None else None,
+        }
+        if ctx is not None and ctx.org_id:
+            data["org_id"] = ctx.org_id
+        if ctx is not None and ctx.project_id:
+            data["project_id"] = ctx.project_id
+        for key in fields.keys() - _ACCESS_KNOWN:
+            if not key.startswith("_"):
+                data[key] = fields[key]
+        return _access_dumps(data)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        ctx = record.__dict__.get("obs_context", None)
+        if ctx is None:
+            ctx = context.current() or getattr(record.__dict__.get("request"), "observability_context", None)
+        service, environment = _identity()
+        log_data["timestamp"] = format_timestamp(record.created)
+        log_data["level"] = record.levelname
+        log_data["message"] = scrub_text(record.message) if record.message else ""
+        log_data["logger"] = record.name
+        log_data["service"] = service
+        log_data["environment"] = environment
+        if ctx is not None:
+            trace_id, span_id = ctx.trace_id, ctx.span_id
+            if not trace_id and _tracing_on():
+                trace_id, span_id = _trace_ids()
+            log_data.update(
+                request_id=ctx.request_id or None,
+                correlation_id=ctx.correlation_id or None,
+                trace_id=trace_id or None,
+                span_id=span_id or None,
+                user_id=ctx.user_id() or None,
+                ip=ctx.ip or None,
+                route=ctx.route or None,
+                method=ctx.method or None,
+                source=ctx.source or None,
+            )
+            if ctx.org_id:
+                log_data["org_id"] = ctx.org_id
+            if ctx.project_id:
+                log_data["project_id"] = ctx.project_id
+        for name in FIELDS:
+            log_data.setdefault(name, None)
+        extra = {key: value for key, value in record.__dict__.items() if key not in _SKIP and not key.startswith("_")}
+        extra.update(message_dict)
+        exc_text = extra.pop("exc_info", None)
+        extra.pop("stack_info", None)
+        if extra:
+            # The access line's fields are built by the middleware from sanitized values: no redaction pass.
+            log_data.update(extra if record.name == ACCESS_LOGGER else redact(extra))
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc, _ = record.exc_info
+            log_data["error.type"] = exc_type.__name__
+            log_data["error.message"] = scrub_text(str(exc))[:2000]
+            stack = exc_text if isinstance(exc_text, str) else "".join(traceback.format_exception(*record.exc_info))
+            log_data["error.stack"] = scrub_text(stack)[-_MAX_STACK:]
+            if log_data["outcome"] is None:
+                log_data["outcome"] = "error"
+
+
+_ACCESS_KNOWN = _SKIP | {"route", "method", "status_code", "duration_ms", "outcome"}
+_access_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+_tracing_cache: bool | None = None
+
+
+def _tracing_on() -> bool:
+    """TRACING_ENABLED, cached until the settings change (asked on every line)."""
+    global _tracing_cache
+    if _tracing_cache is None:
+        try:
+            from .conf import settings
+
+            _tracing_cache = bool(settings.TRACING_ENABLED)
+        except Exception:  # settings not configured yet
+            return False
+    return _tracing_cache
+
+
+def _forget_tracing() -> None:
+    global _tracing_cache
+    _tracing_cache = None
+
+
+on_reload(_forget_tracing)
+
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def format_timestamp(created: float) -> str:
+    """``created`` (epoch seconds) as UTC ISO 8601 with microseconds and ``Z``; the seconds part is cached."""
+    global _second_cache
+    second = int(created)
+    if _second_cache[0] != second:
+        _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_cache[1]}.{int((created - second) * 1_000_000):06d}Z"
+
+
+def _trace_ids() -> tuple[str, str]:
+    from .tracing import current_trace_ids
+
+    return current_trace_ids()
+
+
+def logging_config(
+    level: str | None = None, *, access_log: str | None = None, django_level: str | None = None
+) -> dict[str, Any]:
+    """A ``LOGGING`` dict: JSON lines on stdout (and the access log to a file when ``access_log`` is given).
+
+    The level comes from ``level``, else ``OBSERVABILITY_LOG_LEVEL``, else INFO: it is read here, in settings,
+    where Django's settings cannot be asked yet.
+    """
+    level = (level or os.environ.get("OBSERVABILITY_LOG_LEVEL") or "INFO").upper()
+    handlers: dict[str, Any] = {
+        "json_stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["observability_context"],
+        }
+    }
+    access_handler = "json_stdout"
+    if access_log:
+        handlers["access_file"] = {
+            "class": "logging.FileHandler",
+            "filename": access_log,
+            "formatter": "json",
+            "filters": ["observability_context"],
+        }
+        access_handler = "access_file"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"observability_context": {"()": "observability_app.logging.ContextFilter"}},
+        "formatters": {"json": {"()": "observability_app.logging.JsonFormatter"}},
+        "handlers": handlers,
+        "root": {"handlers": ["json_stdout"], "level": level},
+        "loggers": {
+            "django": {"handlers": ["json_stdout"], "level": django_level or level, "propagate": False},
+            "django.server": {"handlers": [], "level": "WARNING", "propagate": False},
+            ACCESS_LOGGER: {"handlers": [access_handler], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def configure_stdout(level: str = "INFO") -> None:
+    """For scripts outside Django settings: JSON lines on stdout for the root logger."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
