@@ -1,0 +1,87 @@
+"""Prometheus metrics: ``GET /metrics`` on prometheus_client.
+
+What is exported (docs/metrics.md has every name, label and the catalog mapping):
+
+* HTTP RED: ``http_requests_total{method,route,status}``, ``http_request_duration_seconds{method,route}``, recorded
+  by the middleware through :func:`observe_request` once per request outside ``EXCLUDED_PATHS``;
+* process: ``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ``process_open_fds``,
+  ``process_threads`` (summed over the live workers under gunicorn);
+* database: ``db_queries_total{alias,vendor}``, ``db_query_duration_seconds{alias}``, ``db_errors_total{alias}``;
+* health: ``health_ready``, ``health_check_ok{check}``, evaluated at scrape time;
+* audit: ``audit_events_recorded_total{event_type}``, ``audit_events_purged_total{event_type}``,
+  ``audit_verification_failures_total`` and the gauges of the last purge and verification, read from the database;
+* the bucket catalog, recorded through :mod:`observability_app.bucket_metrics`;
+* ``observability_metrics_series_dropped_total{metric}`` and ``observability_build_info``.
+
+Set-up: ``ObservabilityConfig.ready()`` calls :func:`setup`. With ``OBSERVABILITY["METRICS_ENABLED"] = False``
+nothing is created or connected, the middleware never calls :func:`observe_request`, the catalog helpers return at
+once and /metrics answers 404. Under gunicorn with several workers set ``PROMETHEUS_MULTIPROC_DIR`` (the shipped
+``example_project/gunicorn.conf.py`` does) so that every worker's counts add up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_state = {"ready": False, "hooked": False}
+
+
+def is_enabled() -> bool:
+    from ..conf import settings
+
+    return bool(settings.METRICS_ENABLED)
+
+
+def setup() -> None:
+    """Create the metrics and connect the database and audit hooks when ``METRICS_ENABLED`` (idempotent)."""
+    from ..conf import on_reload
+
+    if not _state["hooked"]:
+        on_reload(_on_settings_change)
+        _state["hooked"] = True
+    _apply(is_enabled())
+
+
+def _apply(enabled: bool) -> None:
+    from .. import bucket_metrics
+
+    if enabled and not _state["ready"]:
+        from prometheus_client import disable_created_metrics
+
+        from . import audit, database, families  # noqa: F401  (creates the metrics)
+
+        # *_created series double the output of every counter and histogram; Prometheus does not need them.
+        disable_created_metrics()
+        database.install()
+        audit.connect()
+        _state["ready"] = True
+    elif enabled:
+        from . import audit, database
+
+        database.install()
+        audit.connect()
+    elif _state["ready"]:
+        from . import audit, database
+
+        database.uninstall()
+        audit.disconnect()
+    bucket_metrics._enable(enabled)
+
+
+def _on_settings_change() -> None:
+    _apply(is_enabled())
+    if _state["ready"]:
+        from . import families
+
+        families.refresh()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "observe_request":
+        from .http import observe_request
+
+        return observe_request
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["is_enabled", "observe_request", "setup"]

@@ -1,0 +1,199 @@
+"""The bucket metric catalog: design names (``bucket.{component}.{operation}.{kind}``) and their Prometheus names.
+
+This table is the single source of truth: :mod:`observability_app.metrics.families` builds the Prometheus metrics
+from it, :mod:`observability_app.bucket_metrics` records into them, and ``docs/metrics.md`` prints the mapping.
+Prometheus naming rules: base units in the name (``_seconds``, ``_bytes``), counters end in ``_total``, the
+component/operation become the name and the variable parts (outcome, stage, ...) become labels.
+
+Every catalog metric carries ``bucket`` (the hashed bin of the bucket id, never the raw id) and the standard labels
+``environment``, ``region``, ``service_version`` and ``node``, plus the labels listed per entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Seconds; the design's duration buckets (10 ms .. 5 s).
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Bytes; the design's size buckets (1 KiB .. 1 GiB).
+SIZE_BUCKETS = (1024, 16384, 262144, 1048576, 16777216, 268435456, 1073741824)
+#: Queue delay: the design's duration buckets extended to an hour, because a queued scan waits minutes, not
+#: milliseconds (with the design's buckets alone every delay would land in +Inf).
+QUEUE_DELAY_BUCKETS = (*DURATION_BUCKETS, 15.0, 60.0, 300.0, 900.0, 3600.0)
+
+OUTCOMES = frozenset({"success", "failure"})
+VERIFY_RESULTS = frozenset({"match", "mismatch", "error"})
+SCAN_DECISIONS = frozenset({"approved", "rejected", "quarantined", "none"})
+SCAN_OUTCOMES = frozenset({"success", "error"})
+MISMATCH_STAGES = frozenset({"upload", "storage", "read", "replication", "scrub"})
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    dotted: str
+    prometheus: str
+    kind: str  # counter | histogram | gauge
+    labels: tuple[str, ...]
+    help: str
+    buckets: tuple[float, ...] = ()
+    #: allowed values per label (anything else is recorded as "other")
+    values: tuple[frozenset[str], ...] = ()
+
+
+CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry(
+        "bucket.artifact.write.count",
+        "bucket_artifact_write_total",
+        "counter",
+        ("outcome",),
+        "Artifact writes, by outcome (success/failure).",
+        values=(OUTCOMES,),
+    ),
+    CatalogEntry(
+        "bucket.artifact.write.duration",
+        "bucket_artifact_write_duration_seconds",
+        "histogram",
+        (),
+        "Time to store an artifact version, in seconds.",
+        DURATION_BUCKETS,
+    ),
+    CatalogEntry(
+        "bucket.artifact.write.size",
+        "bucket_artifact_write_size_bytes",
+        "histogram",
+        (),
+        "Size of artifact versions written, in bytes.",
+        SIZE_BUCKETS,
+    ),
+    CatalogEntry(
+        "bucket.artifact.read.count",
+        "bucket_artifact_read_total",
+        "counter",
+        ("outcome",),
+        "Artifact reads, by outcome (success/failure).",
+        values=(OUTCOMES,),
+    ),
+    CatalogEntry(
+        "bucket.artifact.read.duration",
+        "bucket_artifact_read_duration_seconds",
+        "histogram",
+        (),
+        "Time to read an artifact version, in seconds.",
+        DURATION_BUCKETS,
+    ),
+    CatalogEntry(
+        "bucket.artifact.read.size",
+        "bucket_artifact_read_size_bytes",
+        "histogram",
+        (),
+        "Size of artifact versions read, in bytes.",
+        SIZE_BUCKETS,
+    ),
+    CatalogEntry(
+        "bucket.integrity.digest_mismatch.count",
+        "bucket_integrity_digest_mismatch_total",
+        "counter",
+        ("stage",),
+        "Digest mismatches between the client's digest and the stored content, by stage.",
+        values=(MISMATCH_STAGES,),
+    ),
+    CatalogEntry(
+        "bucket.integrity.verify.count",
+        "bucket_integrity_verify_total",
+        "counter",
+        ("result",),
+        "Post-storage digest verifications, by result (match/mismatch/error).",
+        values=(VERIFY_RESULTS,),
+    ),
+    CatalogEntry(
+        "bucket.integrity.verify.duration",
+        "bucket_integrity_verify_duration_seconds",
+        "histogram",
+        (),
+        "Time of one post-storage digest verification, in seconds.",
+        DURATION_BUCKETS,
+    ),
+    CatalogEntry(
+        "bucket.version.conflict.count",
+        "bucket_version_conflict_total",
+        "counter",
+        (),
+        "Writes refused because the version already exists (versions are immutable).",
+    ),
+    CatalogEntry(
+        "bucket.version.orphan.count",
+        "bucket_version_orphan_total",
+        "counter",
+        (),
+        "Versions found referring to an upstream version that does not exist.",
+    ),
+    CatalogEntry(
+        "bucket.safety.scan.count",
+        "bucket_safety_scan_total",
+        "counter",
+        ("decision", "outcome"),
+        "Safety scans, by decision and outcome (outcome=error: the scan itself failed).",
+        values=(SCAN_DECISIONS, SCAN_OUTCOMES),
+    ),
+    CatalogEntry(
+        "bucket.safety.scan.duration",
+        "bucket_safety_scan_duration_seconds",
+        "histogram",
+        (),
+        "Time of one safety scan, in seconds.",
+        DURATION_BUCKETS,
+    ),
+    CatalogEntry(
+        "bucket.safety.rejection.count",
+        "bucket_safety_rejection_total",
+        "counter",
+        (),
+        "Artifacts a safety scan rejected.",
+    ),
+    CatalogEntry(
+        "bucket.safety.false_positive.count",
+        "bucket_safety_false_positive_total",
+        "counter",
+        (),
+        "Rejections or quarantines later overturned to approved.",
+    ),
+    CatalogEntry(
+        "bucket.storage.used_bytes.gauge",
+        "bucket_storage_used_bytes",
+        "gauge",
+        (),
+        "Bytes stored, read from the storage reporters at scrape time.",
+    ),
+    CatalogEntry(
+        "bucket.storage.capacity_bytes.gauge",
+        "bucket_storage_capacity_bytes",
+        "gauge",
+        (),
+        "Bytes the storage may hold, read from the storage reporters at scrape time.",
+    ),
+    CatalogEntry(
+        "bucket.storage.object_count.gauge",
+        "bucket_storage_objects",
+        "gauge",
+        (),
+        "Artifact versions stored, read from the storage reporters at scrape time.",
+    ),
+    CatalogEntry(
+        "bucket.storage.backlog.gauge",
+        "bucket_storage_backlog",
+        "gauge",
+        (),
+        "Artifact versions waiting for processing (e.g. a safety scan), read at scrape time.",
+    ),
+    CatalogEntry(
+        "bucket.queue.delay.duration",
+        "bucket_queue_delay_seconds",
+        "histogram",
+        (),
+        "Time work waited in the queue before it started, in seconds.",
+        QUEUE_DELAY_BUCKETS,
+    ),
+)
+
+BY_DOTTED: dict[str, CatalogEntry] = {entry.dotted: entry for entry in CATALOG}
+GAUGES: tuple[CatalogEntry, ...] = tuple(entry for entry in CATALOG if entry.kind == "gauge")

@@ -1,0 +1,114 @@
+"""Every metric the app records into, created once on import (``metrics.setup()`` imports it when enabled).
+
+Scrape-time values (health, audit gauges read from the database, storage gauges, process metrics, build info) are
+not here: :mod:`observability_app.metrics.collectors` computes them when /metrics is served.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from . import catalog
+from .bounded import Family
+from .labels import STANDARD_LABEL_NAMES, standard_labels
+from .registry import REGISTRY
+
+HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DB_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+HTTP_REQUESTS = Family(
+    Counter(
+        "http_requests_total",
+        "HTTP requests, by method (allowlist, else OTHER), route template (<unmatched> when none) and status.",
+        ["method", "route", "status"],
+        registry=REGISTRY,
+    ),
+    "http_requests_total",
+)
+HTTP_DURATION = Family(
+    Histogram(
+        "http_request_duration_seconds",
+        "HTTP request duration in seconds, by method and route template.",
+        ["method", "route"],
+        buckets=HTTP_DURATION_BUCKETS,
+        registry=REGISTRY,
+    ),
+    "http_request_duration_seconds",
+)
+
+DB_QUERIES = Family(
+    Counter(
+        "db_queries_total",
+        "Database queries executed, by connection alias and vendor.",
+        ["alias", "vendor"],
+        registry=REGISTRY,
+    ),
+    "db_queries_total",
+)
+DB_DURATION = Family(
+    Histogram(
+        "db_query_duration_seconds",
+        "Database query duration in seconds, by connection alias.",
+        ["alias"],
+        buckets=DB_DURATION_BUCKETS,
+        registry=REGISTRY,
+    ),
+    "db_query_duration_seconds",
+)
+DB_ERRORS = Family(
+    Counter(
+        "db_errors_total",
+        "Database queries that raised a database error, by connection alias.",
+        ["alias"],
+        registry=REGISTRY,
+    ),
+    "db_errors_total",
+)
+
+AUDIT_RECORDED = Family(
+    Counter(
+        "audit_events_recorded_total",
+        "Audit events committed to the trail, by event type.",
+        ["event_type"],
+        registry=REGISTRY,
+    ),
+    "audit_events_recorded_total",
+)
+AUDIT_VERIFICATION_FAILURES = Counter(
+    "audit_verification_failures_total",
+    "Audit trail verifications run in this service's processes that found problems; cron runs of verify_audit are"
+    " reported through audit_verification_last_problems.",
+    registry=REGISTRY,
+)
+DEBUG_LOGGING_REFUSED = Counter(
+    "observability_debug_logging_refused_total",
+    "Requests that asked for X-Debug-Logging: full and were not allowed (disabled, or caller not staff/allowed).",
+    registry=REGISTRY,
+)
+
+
+def _catalog_family(entry: catalog.CatalogEntry) -> Family:
+    labelnames = ["bucket", *entry.labels, *STANDARD_LABEL_NAMES]
+    if entry.kind == "counter":
+        metric = Counter(entry.prometheus, entry.help, labelnames, registry=REGISTRY)
+    else:
+        metric = Histogram(entry.prometheus, entry.help, labelnames, buckets=entry.buckets, registry=REGISTRY)
+    return Family(metric, entry.prometheus, standard_labels())
+
+
+#: dotted design name -> Family, for the recorded (non-gauge) catalog entries.
+CATALOG: dict[str, Family] = {
+    entry.dotted: _catalog_family(entry) for entry in catalog.CATALOG if entry.kind != "gauge"
+}
+
+
+def refresh() -> None:
+    """After a settings change: new standard label values and series cap for the catalog."""
+    suffix = standard_labels()
+    for family in CATALOG.values():
+        family.reset(suffix)
+    for family in (HTTP_REQUESTS, HTTP_DURATION, DB_QUERIES, DB_DURATION, DB_ERRORS, AUDIT_RECORDED):
+        family.reset()
+    from . import http
+
+    http.clear_cache()
