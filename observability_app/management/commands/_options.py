@@ -1,0 +1,19 @@
+"""Option parsing shared by the audit commands: errors name the option and the expected form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.core.management.base import CommandError
+
+
+def parse_when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(
+            f"{option} must be an ISO 8601 time such as 2026-01-31T00:00:00Z, got {value[:60]!r}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

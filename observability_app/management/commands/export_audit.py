@@ -1,0 +1,68 @@
+"""``manage.py export_audit``: stream audit events as JSON Lines or CSV, with constant memory.
+Serialization: :mod:`observability_app.audit.export`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ...audit import registry
+from ...audit.exceptions import UnknownEventType
+from ...audit.export import FORMATS, export_lines
+from ...audit.models import AuditEvent
+from ._options import parse_when
+
+
+class Command(BaseCommand):
+    help = "Write audit events (oldest first) as JSON Lines or CSV to stdout or a file."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--format", default="jsonl", choices=sorted(FORMATS))
+        parser.add_argument("--event-type", action="append", dest="event_types")
+        parser.add_argument("--since", help="ISO 8601, inclusive")
+        parser.add_argument("--until", help="ISO 8601, exclusive")
+        parser.add_argument("--subject")
+        parser.add_argument("--correlation-id")
+        parser.add_argument("--output", help="file to write (default: stdout)")
+        parser.add_argument("--database", default="default")
+
+    def handle(self, *args, **options):
+        queryset = AuditEvent.objects.using(options["database"]).order_by("id")
+        for name in options["event_types"] or []:
+            try:
+                registry.get(name)
+            except UnknownEventType as exc:
+                raise CommandError(str(exc)) from None
+        if options["event_types"]:
+            queryset = queryset.filter(event_type__in=options["event_types"])
+        since, until = parse_when(options["since"], "--since"), parse_when(options["until"], "--until")
+        if since and until and since >= until:
+            raise CommandError("--since must be before --until")
+        if since:
+            queryset = queryset.filter(occurred_at__gte=since)
+        if until:
+            queryset = queryset.filter(occurred_at__lt=until)
+        for option, column in (("subject", "subject"), ("correlation_id", "correlation_id")):
+            if options[option] is not None:
+                if len(options[option]) > 255:
+                    raise CommandError(f"--{option.replace('_', '-')} is at most 255 characters")
+                queryset = queryset.filter(**{column: options[option]})
+        lines = export_lines(queryset, options["format"])
+        if not options["output"]:
+            try:
+                sys.stdout.writelines(lines)
+                sys.stdout.flush()
+            except BrokenPipeError:  # the reader (head, less) went away: stop quietly, like any Unix filter
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
+        try:
+            with open(options["output"], "w", encoding="utf-8", newline="") as stream:
+                count = 0
+                for line in lines:
+                    stream.write(line)
+                    count += 1
+        except OSError as exc:
+            raise CommandError(f"cannot write --output {options['output']!r}: {exc.strerror}") from None
+        self.stderr.write(f"wrote {count} line(s) to {options['output']}")

@@ -1,0 +1,54 @@
+"""``manage.py purge_expired_audit``: remove audit events past their retention. The policy lives in
+:mod:`observability_app.audit.retention`; this command only parses options and reports.
+
+Exit codes: 0 done (or nothing to do); 2 bad options; 3 another purge holds the lock (safe to ignore from cron).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ...audit.exceptions import UnknownEventType
+from ...audit.locks import LockBusy
+from ...audit.retention import purge_expired
+from ._options import parse_when
+
+EXIT_LOCKED = 3
+
+
+class Command(BaseCommand):
+    help = "Delete audit events past their type's retention (never legal holds), in bounded batches."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+        parser.add_argument("--batch-size", type=int, default=None, help="rows per transaction (default: setting)")
+        parser.add_argument("--event-type", action="append", dest="event_types", help="only this type (repeatable)")
+        parser.add_argument("--now", help="ISO 8601 time to evaluate retention at (testing, replays)")
+        parser.add_argument("--database", default="default")
+
+    def handle(self, *args, **options):
+        batch_size = options["batch_size"]
+        if batch_size is not None and not 1 <= batch_size <= 1_000_000:
+            raise CommandError(f"--batch-size must be between 1 and 1000000, got {batch_size}")
+        now = parse_when(options["now"], "--now")
+        try:
+            result = purge_expired(
+                now=now,
+                dry_run=options["dry_run"],
+                batch_size=batch_size,
+                event_types=options["event_types"],
+                using=options["database"],
+            )
+        except UnknownEventType as exc:
+            raise CommandError(str(exc)) from None
+        except LockBusy:
+            self.stderr.write("another purge_expired_audit holds the lock; nothing done")
+            sys.exit(EXIT_LOCKED)
+        verb = "would delete" if result.dry_run else "deleted"
+        for name in sorted(result.cutoffs):
+            self.stdout.write(f"{name:<28} {verb} {result.counts.get(name, 0):>10}   cut-off {result.cutoffs[name]}")
+        self.stdout.write(
+            self.style.SUCCESS(f"{verb} {result.total} event(s) in {result.batches} batch(es); run {result.run_id}")
+        )
