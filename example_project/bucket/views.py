@@ -1,0 +1,103 @@
+"""HTTP doorways to :mod:`services`: parse the request, call one function, shape the answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import jobs, services
+
+MAX_JSON_BODY = 64 * 1024
+
+
+def _error(exc: services.BucketError) -> JsonResponse:
+    return JsonResponse({"error": str(exc)}, status=exc.status)
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    if len(request.body) > MAX_JSON_BODY:
+        raise services.BadRequest(f"JSON body over {MAX_JSON_BODY} bytes")
+    try:
+        data = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise services.BadRequest("body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise services.BadRequest("body must be a JSON object")
+    return data
+
+
+def _header(request: HttpRequest, name: str, default: str) -> str:
+    value = request.headers.get(name, default).strip()[:255]
+    return value or default
+
+
+@csrf_exempt
+@require_http_methods(["GET", "HEAD", "PUT", "DELETE"])
+def artifact(request: HttpRequest, bucket: str, name: str, version: str) -> HttpResponse:
+    try:
+        if request.method == "PUT":
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+            if length > settings.ARTIFACT_MAX_BYTES:
+                return JsonResponse({"error": f"artifact over {settings.ARTIFACT_MAX_BYTES} bytes"}, status=413)
+            client_digest = services.parse_client_digest(request.headers.get("X-Content-Digest"))
+            stored = services.store_artifact(bucket, name, version, request.body, client_digest)
+            return JsonResponse(
+                {"artifact_id": stored.artifact_id, "digest": stored.digest, "size_bytes": stored.size_bytes},
+                status=201,
+            )
+        if request.method == "DELETE":
+            services.delete_artifact(bucket, name, version, reason=_header(request, "X-Reason", "deleted via API"))
+            return HttpResponse(status=204)
+        reader = _header(
+            request, "X-Reader", request.user.get_username() if request.user.is_authenticated else "anonymous"
+        )
+        found = services.read_artifact(
+            bucket, name, version, reader=reader, purpose=_header(request, "X-Purpose", "unspecified")
+        )
+        response = HttpResponse(bytes(found.content), content_type="application/octet-stream")
+        response["X-Content-Digest"] = found.digest
+        return response
+    except services.BucketError as exc:
+        return _error(exc)
+
+
+@csrf_exempt
+@require_POST
+def scan_artifact(request: HttpRequest, bucket: str, name: str, version: str) -> JsonResponse:
+    try:
+        if request.GET.get("async") == "1":
+            services.get_artifact(bucket, name, version)  # 404 now rather than in the background
+            jobs.scan_in_background(bucket, name, version)
+            return JsonResponse({"status": "scheduled"}, status=202)
+        return JsonResponse(services.scan_artifact(bucket, name, version))
+    except services.BucketError as exc:
+        return _error(exc)
+
+
+@csrf_exempt
+@require_POST
+def overturn_decision(request: HttpRequest, bucket: str, name: str, version: str) -> JsonResponse:
+    try:
+        data = _json_body(request)
+        return JsonResponse(
+            services.overturn_decision(
+                bucket, name, version, str(data.get("decision", "")), str(data.get("reason", ""))[:2000]
+            )
+        )
+    except services.BucketError as exc:
+        return _error(exc)
+
+
+@csrf_exempt
+@require_POST
+def verify_provenance(request: HttpRequest, bucket: str, name: str, version: str) -> JsonResponse:
+    try:
+        data = _json_body(request)
+        return JsonResponse(services.verify_provenance(bucket, name, version, data.get("upstream_refs")))
+    except services.BucketError as exc:
+        return _error(exc)
