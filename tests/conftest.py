@@ -1,0 +1,60 @@
+"""Test set-up shared by every module.
+
+``OBSERVABILITY_TEST_REQUIRE_POSTGRES=1`` (set by .ci/run) makes the PostgreSQL run fail loudly when the database
+is not PostgreSQL, so CI can never pass on SQLite alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connections
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_report_header(config):
+    from django.conf import settings as django_settings
+
+    return (
+        f"database: {django_settings.DATABASES['default']['ENGINE']} {django_settings.DATABASES['default'].get('NAME')}"
+    )
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("OBSERVABILITY_TEST_REQUIRE_POSTGRES") and os.environ.get("DATABASE_URL", "").startswith(
+        "postgres"
+    ):
+        from django.conf import settings as django_settings
+
+        engine = django_settings.DATABASES["default"]["ENGINE"]
+        assert engine == "django.db.backends.postgresql", f"PostgreSQL required, settings use {engine}"
+
+
+@pytest.fixture(autouse=True)
+def _audit_gate_for_flush(request):
+    """Let Django's end-of-test flush empty the audit table on SQLite (PostgreSQL flushes with TRUNCATE).
+
+    Transactional tests end with ``DELETE FROM`` every table, which the append-only trigger refuses; the gate is
+    opened only for that flush, after the test body has finished.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (
+        "transactional_db" in request.fixturenames
+        or "live_server" in request.fixturenames
+        or bool(marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
+    )
+    if transactional:
+        # Set up the database fixture inside this one, so that this teardown runs before its flush.
+        request.getfixturevalue("_django_db_helper" if marker else "transactional_db")
+    for connection in connections.all(initialized_only=True):
+        connection._observability_purge_gate = False
+    yield
+    if transactional:
+        for connection in connections.all(initialized_only=True):
+            connection._observability_purge_gate = True

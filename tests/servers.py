@@ -1,0 +1,239 @@
+"""Real servers for end-to-end tests: the example project under gunicorn, on a free port, stopped by the test.
+
+``server_database`` gives the subprocess a database the test can read too: on a PostgreSQL run the test database
+itself (the fixture makes the test transactional so that both sides see committed rows), on SQLite a freshly migrated
+file of its own (an in-memory test database cannot be shared with another process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require_tool(path: str) -> str:
+    """The tool's path; a missing tool fails under CI (OBSERVABILITY_TEST_REQUIRE_SYSTEM_TOOLS), skips elsewhere."""
+    found = shutil.which(path) or (path if os.path.exists(path) else None)
+    if found:
+        return found
+    if os.environ.get("OBSERVABILITY_TEST_REQUIRE_SYSTEM_TOOLS"):
+        pytest.fail(f"{path} is required (scripts/install-system-deps.sh installs it)")
+    pytest.skip(f"{path} is not installed (scripts/install-system-deps.sh installs it)")
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+def http(url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None, timeout: float = 10):
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return Response(answer.status, dict(answer.headers), answer.read())
+    except urllib.error.HTTPError as error:
+        return Response(error.code, dict(error.headers), error.read())
+
+
+@dataclass
+class ServerDatabase:
+    url: str
+    vendor: str
+    sqlite_path: str | None = None
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows from the database the server uses (``%s`` placeholders on both vendors)."""
+        if self.sqlite_path:
+            with contextlib.closing(sqlite3.connect(self.sqlite_path, timeout=20)) as connection:
+                return connection.execute(sql.replace("%s", "?"), params).fetchall()
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("server-db") / "template.sqlite3"
+    env = server_env(database_url=f"sqlite:///{path}", var_dir=path.parent)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300
+    )
+    return path
+
+
+@pytest.fixture
+def server_database(request: pytest.FixtureRequest, tmp_path: Path, transactional_db: None) -> ServerDatabase:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        settings = connection.settings_dict
+        user = settings.get("USER") or "postgres"
+        password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+        host = settings.get("HOST") or "127.0.0.1"
+        port = settings.get("PORT") or 5432
+        url = f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+        return ServerDatabase(url, "postgresql")
+    template = request.getfixturevalue("_migrated_sqlite")
+    path = tmp_path / "server.sqlite3"
+    shutil.copyfile(template, path)
+    return ServerDatabase(f"sqlite:///{path}", "sqlite", str(path))
+
+
+def server_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OBSERVABILITY_", "OTEL_", "PROMETHEUS_", "GUNICORN_", "PYTEST_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="example_project.settings",
+        DATABASE_URL=database_url,
+        EXAMPLE_VAR_DIR=str(var_dir),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class GunicornServer:
+    """``gunicorn -c example_project/gunicorn.conf.py`` on a free port."""
+
+    database_url: str
+    directory: Path
+    workers: int = 3
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.directory / "prometheus-multiproc"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "server.log"
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self, wait_path: str = "/health/live", timeout: float = 60) -> GunicornServer:
+        self.port = free_port()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        env = server_env(
+            self.database_url,
+            self.directory,
+            GUNICORN_BIND=f"127.0.0.1:{self.port}",
+            GUNICORN_WORKERS=str(self.workers),
+            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
+            **self.env,
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "example_project/gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.output()}")
+            with contextlib.suppress(OSError):
+                if http(self.url(wait_path), timeout=2).status == 200:
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer {wait_path} within {timeout} s:\n{self.output()}")
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the master's children (the workers)."""
+        assert self.process is not None
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> GunicornServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def parse(text: str) -> dict[tuple[str, tuple], float]:
+    """An exposition parsed: (sample name, sorted label items) -> value; a sample twice is an error."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[tuple[str, tuple], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in samples, f"duplicate sample {key}"
+            samples[key] = sample.value
+    return samples
+
+
+def scrape(url: str, headers: dict | None = None) -> dict[tuple[str, tuple], float]:
+    """/metrics of a server, parsed."""
+    answer = http(url, headers=headers)
+    assert answer.status == 200, answer.body[:500]
+    return parse(answer.body.decode())
+
+
+def series(samples: dict[tuple[str, tuple], float], name: str) -> list[dict[str, str]]:
+    """Label sets of every sample named ``name``."""
+    return [dict(items) for (sample, items), _ in samples.items() if sample == name]
+
+
+def total(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(
+        value
+        for (sample, items), value in samples.items()
+        if sample == name and all(dict(items).get(key) == wanted for key, wanted in labels.items())
+    )

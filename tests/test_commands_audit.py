@@ -1,0 +1,91 @@
+"""export_audit and the legal-hold admin: filters, formats, hostile options."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from observability_app import audit
+from observability_app.audit import holds
+from observability_app.audit.exceptions import AppendOnlyViolation, InvalidAuditEvent
+from observability_app.audit.models import AuditEvent, LegalHold
+
+pytestmark = pytest.mark.django_db
+ACCESS = {"artifact_id": "b/a@1", "version": "1", "reader": "r", "purpose": "p"}
+
+
+def test_export_jsonl_and_csv_with_filters(tmp_path, capsys):
+    old = datetime(2025, 1, 1, tzinfo=UTC)
+    audit.record("ARTIFACT_ACCESSED", ACCESS, occurred_at=old, correlation_id="c-1")
+    audit.record("ARTIFACT_ACCESSED", {**ACCESS, "artifact_id": "b/other@2"}, correlation_id="c-2")
+    audit.record("AUTH_LOGIN_FAILED", {"username": "=cmd|' /C calc'!A0"})
+    call_command("export_audit", "--format", "jsonl", "--event-type", "ARTIFACT_ACCESSED", "--subject", "b/a@1")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 1 and lines[0]["payload"] == ACCESS and lines[0]["correlation_id"] == "c-1"
+    call_command("export_audit", "--since", (old + timedelta(days=1)).isoformat(), "--correlation-id", "c-2")
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    target = tmp_path / "out.csv"
+    call_command("export_audit", "--format", "csv", "--output", str(target))
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert len(rows) == 3
+    assert all(not row["payload"].startswith("=") for row in rows)  # spreadsheet formulas are neutralized
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--format", "xml"],
+        ["--event-type", "NOT_A_TYPE"],
+        ["--since", "last tuesday"],
+        ["--since", "2026-01-02", "--until", "2026-01-01"],
+        ["--subject", "x" * 300],
+        ["--output", "/nonexistent-dir/out.jsonl"],
+    ],
+)
+def test_export_refuses_bad_options(args):
+    with pytest.raises(CommandError):
+        call_command("export_audit", *args)
+
+
+def test_holds_validate_and_are_never_deleted():
+    with pytest.raises(InvalidAuditEvent, match="subject, an event type"):
+        holds.place(reason="r", placed_by="u")
+    with pytest.raises(audit.UnknownEventType):
+        holds.place(event_type="NOPE", reason="r", placed_by="u")
+    with pytest.raises(InvalidAuditEvent, match="reason"):
+        holds.place(subject="b/a@1", reason="  ", placed_by="u")
+    hold = holds.place(subject="b/a@1", reason="case 7", placed_by="u")
+    with pytest.raises(AppendOnlyViolation):
+        hold.delete()
+    holds.release(hold, released_by="u", reason="closed")
+    with pytest.raises(InvalidAuditEvent, match="already lifted"):
+        holds.release(hold, released_by="u", reason="again")
+
+
+def test_legal_hold_admin_places_and_lifts_and_never_deletes(client):
+    User.objects.create_superuser("legal", password="pw-123456789")
+    client.login(username="legal", password="pw-123456789")
+    response = client.post(
+        "/admin/observability_app/legalhold/add/", {"subject": "b/a@1", "event_type": "", "reason": "case 9"}
+    )
+    assert response.status_code == 302
+    hold = LegalHold.objects.get()
+    assert hold.placed_by == "legal" and hold.active
+    assert AuditEvent.objects.filter(event_type="LEGAL_HOLD_PLACED", actor="legal").exists()
+    bad = client.post("/admin/observability_app/legalhold/add/", {"subject": "", "event_type": "", "reason": "x"})
+    assert bad.status_code == 200 and LegalHold.objects.count() == 1
+    bad_type = client.post("/admin/observability_app/legalhold/add/", {"event_type": "<script>", "reason": "x"})
+    assert bad_type.status_code == 200 and b"&lt;script&gt;" in bad_type.content
+    changelist = "/admin/observability_app/legalhold/"
+    client.post(changelist, {"action": "lift_holds", "_selected_action": [hold.pk]})
+    hold.refresh_from_db()
+    assert hold.released_by == "legal" and not hold.active
+    assert client.post(f"{changelist}{hold.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert LegalHold.objects.filter(pk=hold.pk).exists()

@@ -1,0 +1,102 @@
+"""gunicorn with 3 workers and the shipped config: /metrics adds every worker's requests up, also after one dies."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests import servers
+from tests.servers import GunicornServer, http, scrape, total
+
+server_database = servers.server_database
+_migrated_sqlite = servers._migrated_sqlite
+
+pytestmark = pytest.mark.gunicorn
+
+ROUTE = "api/v1/buckets/<name:bucket>/artifacts/<name:name>/<name:version>"
+
+
+def _get(server: GunicornServer, index: int) -> int:
+    # A new connection per request (no keep-alive), so that the workers share the load.
+    return http(server.url(f"/api/v1/buckets/gb{index}/artifacts/missing/1"), headers={"Connection": "close"}).status
+
+
+def _send(server: GunicornServer, count: int, offset: int = 0) -> None:
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(lambda i: _get(server, i), range(offset, offset + count)))
+    assert statuses == [404] * count
+
+
+def test_three_workers_add_up_and_survive_a_dead_worker(server_database, tmp_path):
+    with GunicornServer(server_database.url, tmp_path, workers=3) as server:
+        assert len(server.worker_pids()) == 3
+        _send(server, 90)
+        samples = scrape(server.url("/metrics"))
+        assert total(samples, "http_requests_total", route=ROUTE, method="GET", status="404") == 90
+        assert total(samples, "http_request_duration_seconds_count", route=ROUTE, method="GET") == 90
+        # every request read one artifact (not found): the catalog counts them across workers too
+        assert total(samples, "bucket_artifact_read_total", outcome="failure") == 90
+        writers = {name.split("_")[-1] for name in os.listdir(server.metrics_dir) if name.startswith("counter_")}
+        assert len(writers) >= 2, f"requests were not spread over the workers: {writers}"
+        assert total(samples, "process_workers") == 3
+        assert total(samples, "process_threads") >= 3
+        assert total(samples, "process_resident_memory_bytes") > 0
+
+        # A worker killed outright: the master starts another, child_exit folds the dead one's counts.
+        victim = server.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = server.worker_pids()
+            booted = all((server.metrics_dir / f"counter_{pid}.db").exists() for pid in pids)
+            if (
+                victim not in pids
+                and len(pids) == 3
+                and booted
+                and not (server.metrics_dir / f"counter_{victim}.db").exists()
+            ):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"worker {victim} was not replaced and folded:\n{server.output()}")
+        assert (server.metrics_dir / "counter_archive.db").exists()
+        assert not (server.metrics_dir / f"histogram_{victim}.db").exists()
+
+        _send(server, 30, offset=1000)
+        samples = scrape(server.url("/metrics"))
+        assert total(samples, "http_requests_total", route=ROUTE, method="GET", status="404") == 120
+        assert total(samples, "http_request_duration_seconds_count", route=ROUTE, method="GET") == 120
+        assert total(samples, "process_workers") == 3
+
+
+def test_writes_count_once_per_request_under_concurrency(server_database, tmp_path):
+    """Concurrent uploads to several buckets: the catalog's totals equal what was sent, whatever worker served."""
+    body = b"model weights"
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    with GunicornServer(server_database.url, tmp_path, workers=3) as server:
+
+        def put(index: int) -> int:
+            return http(
+                server.url(f"/api/v1/buckets/gw{index % 5}/artifacts/model/{index}"),
+                method="PUT",
+                data=body,
+                headers={"X-Content-Digest": digest, "Connection": "close"},
+            ).status
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            statuses = list(pool.map(put, range(40)))
+        assert statuses == [201] * 40
+        samples = scrape(server.url("/metrics"))
+        assert total(samples, "bucket_artifact_write_total", outcome="success") == 40
+        assert total(samples, "bucket_artifact_write_size_bytes_count") == 40
+        assert total(samples, "bucket_artifact_write_size_bytes_sum") == 40 * len(body)
+        assert total(samples, "bucket_integrity_verify_total", result="match") == 40
+        # storage gauges are read from the database at scrape time: every worker reports the same
+        assert total(samples, "bucket_storage_objects") == 40
+        assert total(samples, "bucket_storage_used_bytes") == 40 * len(body)
+        assert total(samples, "audit_events_recorded_total", event_type="ARTIFACT_CREATED") == 40

@@ -1,0 +1,199 @@
+"""Seals and verify_audit: tampering behind the app's back (triggers disabled) is found and named."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import override_settings
+
+from observability_app import audit
+from observability_app.audit import integrity
+from observability_app.audit.canonical import DIGEST_FIELDS, EVENT_COLUMNS, digest_material, dumps, normalize_payload
+from observability_app.audit.db import install_triggers
+from observability_app.audit.models import AuditEvent, AuditSeal, AuditVerification
+from observability_app.audit.recording import _inserter, build_row
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ACCESS = {"artifact_id": "b/a@1", "version": "1", "reader": "r", "purpose": "p"}
+TABLE = "observability_audit_event"
+
+
+@contextlib.contextmanager
+def superuser_tampering():
+    """What a database superuser can do: switch the append-only triggers off for a while."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER ALL")
+        else:
+            cursor.execute("DROP TRIGGER observability_audit_no_update")
+            cursor.execute("DROP TRIGGER observability_audit_no_delete")
+    try:
+        yield connection.cursor()
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER ALL")
+        if connection.vendor == "sqlite":
+            with connection.schema_editor() as editor:
+                install_triggers(editor)
+
+
+def insert_with_id(pk: int, payload=ACCESS, digest: str | None = None) -> None:
+    """An event written with a chosen id (to make gaps); ``digest`` overrides the app's (a forger's value)."""
+    row = build_row("ARTIFACT_ACCESSED", payload)
+    params = _inserter(connection).params(row, connection)
+    if digest is not None:
+        params[-1] = digest
+    columns = ["id", *EVENT_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", [pk, *params]
+        )
+    return row
+
+
+def unkeyed_digest(event: AuditEvent, payload: dict) -> str:
+    columns = {name: getattr(event, name) for name in DIGEST_FIELDS}
+    text = dumps(normalize_payload(payload))
+    return hashlib.sha256(digest_material(event.event_id.hex, event.occurred_at, columns, text)).hexdigest()
+
+
+def kinds(report) -> set[tuple[str, int | None]]:
+    return {(problem.kind, problem.event_id) for problem in report.problems}
+
+
+def make_trail(n: int = 6) -> list[AuditEvent]:
+    events = [audit.record("ARTIFACT_ACCESSED", {**ACCESS, "n": i}) for i in range(n)]
+    integrity.seal()
+    return events
+
+
+def test_an_untouched_trail_verifies_and_the_run_is_recorded():
+    make_trail()
+    report = integrity.verify()
+    assert report.ok and report.events_checked == 6 and report.seals_checked == 1
+    assert integrity.last_verification()[1] == 0
+    assert AuditVerification.objects.count() == 1
+
+
+def test_editing_a_payload_is_reported_with_the_event_id():
+    events = make_trail()
+    with superuser_tampering() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET payload = %s WHERE id = %s", [json.dumps({**ACCESS, "n": 99}), events[2].pk]
+        )
+    assert kinds(integrity.verify()) == {("changed", events[2].pk)}
+
+
+def test_editing_payload_and_recomputing_the_digest_without_the_key_is_still_found():
+    events = make_trail()
+    forged = {**ACCESS, "reader": "mallory"}
+    with superuser_tampering() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET payload = %s, digest = %s WHERE id = %s",
+            [json.dumps(forged), unkeyed_digest(events[1], forged), events[1].pk],
+        )
+    assert ("changed", events[1].pk) in kinds(integrity.verify())
+
+
+def test_deleting_an_event_is_reported_with_its_id():
+    events = make_trail()
+    with superuser_tampering() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE id = %s", [events[4].pk])
+    assert kinds(integrity.verify()) == {("removed", events[4].pk)}
+
+
+def test_inserting_a_forged_event_inside_a_sealed_range_is_reported():
+    first = audit.record("ARTIFACT_ACCESSED", ACCESS)
+    insert_with_id(first.pk + 10)
+    integrity.seal()
+    with superuser_tampering():
+        insert_with_id(first.pk + 5, payload={**ACCESS, "reader": "forger"}, digest="0" * 64)
+    assert kinds(integrity.verify()) == {("inserted", first.pk + 5)}
+
+
+def test_verify_audit_command_exits_1_and_names_the_event(capsys):
+    events = make_trail()
+    call_command("verify_audit")
+    assert "0 problem(s)" in capsys.readouterr().out
+    with superuser_tampering() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE id = %s", [events[0].pk])
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("verify_audit")
+    assert exit_info.value.code == 1
+    assert f"removed: event {events[0].pk}" in capsys.readouterr().out
+
+
+def test_a_seal_recomputed_without_the_key_is_reported_forged():
+    events = make_trail()
+    seal = AuditSeal.objects.get()
+    forged = {**ACCESS, "reader": "mallory"}
+    new_digest = unkeyed_digest(events[3], forged)
+    leaves = bytearray(bytes(seal.leaves))
+    for offset in range(0, len(leaves), integrity.LEAF):
+        if int.from_bytes(leaves[offset : offset + 8], "big") == events[3].pk:
+            leaves[offset + 8 : offset + 40] = bytes.fromhex(new_digest)
+    recomputed = integrity.seal_digest("", seal.first_id, seal.last_id, seal.event_count, bytes(leaves), None)
+    with superuser_tampering() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET payload = %s, digest = %s WHERE id = %s",
+            [json.dumps(forged), new_digest, events[3].pk],
+        )
+        cursor.execute(
+            "UPDATE observability_audit_seal SET leaves = %s, digest = %s WHERE id = %s",
+            [bytes(leaves), recomputed, seal.pk],
+        )
+    found = kinds(integrity.verify())
+    assert ("seal_forged", None) in found and ("changed", events[3].pk) in found
+
+
+def test_late_commits_are_sealed_later_not_ignored():
+    first = audit.record("ARTIFACT_ACCESSED", ACCESS)
+    insert_with_id(first.pk + 10)
+    integrity.seal()
+    insert_with_id(first.pk + 3)  # committed after the seal that covered its id range
+    report = integrity.verify()
+    assert report.ok and report.unsealed == 1
+    result = integrity.seal()
+    assert result.late == 1
+    report = integrity.verify()
+    assert report.ok and report.unsealed == 0 and report.events_checked == 3
+
+
+def test_seals_chain_and_log_their_digest(caplog):
+    make_trail(3)
+    audit.record("ARTIFACT_ACCESSED", ACCESS)
+    with caplog.at_level("INFO", logger="observability_app.audit.integrity"):
+        integrity.seal()
+    first, second = AuditSeal.objects.order_by("id")
+    assert second.previous_digest == first.digest
+    assert any(getattr(r, "seal_digest", None) == second.digest for r in caplog.records)
+    assert integrity.seal().seals == []  # nothing new: no empty seal
+
+
+def test_event_seal_status_for_the_admin():
+    events = make_trail(2)
+    status = integrity.event_seal_status(AuditEvent.objects.get(pk=events[0].pk))
+    assert status["sealed"] and status["summary"] == "sealed and intact"
+    later = audit.record("ARTIFACT_ACCESSED", ACCESS)
+    assert integrity.event_seal_status(AuditEvent.objects.get(pk=later.pk))["summary"] == "not sealed yet"
+
+
+def test_changing_the_key_makes_every_seal_fail_verification():
+    make_trail(2)
+    with override_settings(OBSERVABILITY={"AUDIT_SIGNING_KEY": "another-key"}):
+        report = integrity.verify(record_run=False)
+    assert ("seal_forged", None) in kinds(report)
+
+
+def test_seal_audit_command(capsys):
+    audit.record("ARTIFACT_ACCESSED", ACCESS)
+    call_command("seal_audit")
+    assert "sealed 1 event(s) in 1 seal(s)" in capsys.readouterr().out
+    with transaction.atomic():
+        assert AuditSeal.objects.count() == 1

@@ -1,0 +1,181 @@
+"""The retention purge: exactly the expired, unheld events go; idempotent; safe concurrently; verifiable after."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test import override_settings
+
+from observability_app import audit
+from observability_app.audit import holds, integrity, registry, retention
+from observability_app.audit.models import AuditEvent
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PAYLOADS = {
+    "ARTIFACT_CREATED": {
+        "artifact_id": "b/a@1",
+        "version": "1",
+        "client_digest": "d",
+        "stored_digest": "d",
+        "size_bytes": 1,
+        "bucket_id": "b",
+    },
+    "ARTIFACT_ACCESSED": {"artifact_id": "b/a@1", "version": "1", "reader": "r", "purpose": "p"},
+    "SAFETY_DECISION_RECORDED": {
+        "artifact_id": "b/a@1",
+        "decision": "approved",
+        "scanner": "s",
+        "scanner_version": "1",
+        "confidence": 0.9,
+    },
+    "PROVENANCE_CHAIN_VERIFIED": {"artifact_id": "b/a@1", "upstream_refs": [], "result": "verified"},
+    "ARTIFACT_DELETED": {"artifact_id": "b/a@1", "version": "1", "reason": "x"},
+    "INTEGRITY_CHECK_FAILED": {"artifact_id": "b/a@1", "expected_digest": "a", "actual_digest": "b", "stage": "s"},
+    "SAFETY_DECISION_OVERTURNED": {
+        "artifact_id": "b/a@1",
+        "previous_decision": "approved",
+        "new_decision": "rejected",
+        "overturn_reason": "r",
+    },
+    "AUTH_LOGIN_SUCCEEDED": {"username": "u"},
+    "AUTH_LOGIN_FAILED": {"username": "u"},
+    "AUTH_LOGOUT": {"username": "u"},
+    "ADMIN_ACTION": {"object_type": "a.b", "object_id": "1", "action": "change", "change_message": "m"},
+    "CONFIG_CHANGED": {"key": "k", "old_value": 1, "new_value": 2},
+    "AUDIT_PURGED": {"counts": {}, "cutoffs": {}, "run_id": "r"},
+}
+AGES = (1, 400, 800, 1000, 3000)  # days back: inside and beyond 2 and 7 years
+
+
+def backdate_every_type(subject_of_lifetime: str = "b/a@1") -> None:
+    rows = []
+    for event_type, payload in PAYLOADS.items():
+        for days in AGES:
+            rows.append({"event_type": event_type, "payload": payload, "occurred_at": NOW - timedelta(days=days)})
+    audit.record_many(rows)
+
+
+def expected_survivors() -> int:
+    survivors = 0
+    for event_type in PAYLOADS:
+        keep = registry.retention_for(event_type)
+        for days in AGES:
+            if keep == audit.PERMANENT:
+                survivors += 1
+            elif keep == audit.ARTIFACT_LIFETIME:
+                survivors += 0  # b/a@1 has an ARTIFACT_DELETED older than the grace period: all go
+            elif days < keep:
+                survivors += 1
+    return survivors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exactly_the_expired_events_go_and_a_second_run_deletes_nothing():
+    backdate_every_type()
+    result = retention.purge_expired(now=NOW)
+    remaining = AuditEvent.objects.exclude(event_type="AUDIT_PURGED", occurred_at__gt=NOW)  # not the run's own
+    assert remaining.count() == expected_survivors()
+    assert result.counts["ARTIFACT_ACCESSED"] == 3 and result.counts["ARTIFACT_CREATED"] == 1
+    assert result.counts["PROVENANCE_CHAIN_VERIFIED"] == 5
+    assert "SAFETY_DECISION_RECORDED" not in result.counts and "AUDIT_PURGED" not in result.counts
+    for event in remaining:
+        keep = registry.retention_for(event.event_type)
+        if isinstance(keep, int):
+            assert event.occurred_at >= NOW - timedelta(days=keep)
+    purged = AuditEvent.objects.filter(event_type="AUDIT_PURGED", payload__run_id=result.run_id).get()
+    assert purged.payload["counts"] == result.counts
+    again = retention.purge_expired(now=NOW)
+    assert again.total == 0
+    assert integrity.verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retention_in_force_when_it_runs_applies():
+    backdate_every_type()
+    with override_settings(OBSERVABILITY={"AUDIT_RETENTION": {"ARTIFACT_ACCESSED": 5 * 365}}):
+        result = retention.purge_expired(now=NOW, event_types=["ARTIFACT_ACCESSED"])
+    # Under the 2-year default three would go (800, 1000, 3000 days); under 5 years only the 3000-day one.
+    assert result.counts == {"ARTIFACT_ACCESSED": 1}
+    assert AuditEvent.objects.filter(event_type="ARTIFACT_ACCESSED").count() == len(AGES) - 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_held_events_are_never_purged():
+    backdate_every_type()
+    holds.place(subject="b/a@1", event_type="ARTIFACT_ACCESSED", reason="litigation 42", placed_by="legal")
+    hold = holds.place(event_type="AUTH_LOGIN_FAILED", reason="investigation", placed_by="legal")
+    result = retention.purge_expired(now=NOW)
+    assert "ARTIFACT_ACCESSED" not in result.counts and "AUTH_LOGIN_FAILED" not in result.counts
+    assert AuditEvent.objects.filter(event_type="ARTIFACT_ACCESSED").count() == len(AGES)
+    holds.release(hold, released_by="legal", reason="closed")
+    assert retention.purge_expired(now=NOW).counts["AUTH_LOGIN_FAILED"] == 3
+    placed = AuditEvent.objects.filter(event_type__in=["LEGAL_HOLD_PLACED", "LEGAL_HOLD_RELEASED"])
+    assert placed.count() == 3 and {e.actor for e in placed} == {"legal"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dry_run_deletes_nothing_and_records_nothing():
+    backdate_every_type()
+    before = AuditEvent.objects.count()
+    result = retention.purge_expired(now=NOW, dry_run=True)
+    assert result.total > 0 and AuditEvent.objects.count() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_purges_at_once_one_wins_no_double_delete():
+    backdate_every_type()
+    outcomes, errors = [], []
+    barrier = threading.Barrier(2)
+
+    def run():
+        from django.db import connection as thread_connection
+
+        try:
+            barrier.wait()
+            outcomes.append(retention.purge_expired(now=NOW, batch_size=3).total)
+        except retention.LockBusy:
+            outcomes.append("busy")
+        except Exception as exc:  # asserted below
+            errors.append(exc)
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    totals = [o for o in outcomes if o != "busy"]
+    assert sum(totals) == len(PAYLOADS) * len(AGES) - expected_survivors()  # each expired event deleted once
+    final = retention.purge_expired(now=NOW)
+    assert final.total == 0
+    assert integrity.verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_command_output_options_and_errors(capsys):
+    backdate_every_type()
+    call_command("purge_expired_audit", "--dry-run", "--now", NOW.isoformat())
+    out = capsys.readouterr().out
+    assert "ARTIFACT_ACCESSED" in out and "would delete" in out
+    call_command(
+        "purge_expired_audit", "--now", "2026-11-22T12:00:00Z", "--batch-size", "2", "--event-type", "AUTH_LOGOUT"
+    )
+    assert "deleted 3 event(s)" in capsys.readouterr().out
+    for bad in (["--batch-size", "0"], ["--batch-size", "-5"], ["--now", "yesterday"], ["--event-type", "NOPE"]):
+        with pytest.raises(CommandError):
+            call_command("purge_expired_audit", *bad)
+
+
+@pytest.mark.django_db
+def test_last_purge_reads_the_latest_audit_purged_event():
+    assert retention.last_purge() is None
+    audit.record("AUDIT_PURGED", PAYLOADS["AUDIT_PURGED"], occurred_at=NOW)
+    assert retention.last_purge() == NOW
+    assert connection.vendor in ("sqlite", "postgresql")
