@@ -173,11 +173,24 @@ class GunicornServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.output()}")
             with contextlib.suppress(OSError):
-                if http(self.url(wait_path), timeout=2).status == 200:
+                if http(self.url(wait_path), timeout=2).status == 200 and self.wait_booted(deadline):
                     return self
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"gunicorn did not answer {wait_path} within {timeout} s:\n{self.output()}")
+
+    def booted_pids(self) -> list[int]:
+        """Workers that have loaded the app: each writes its metric files as it does."""
+        return [pid for pid in self.worker_pids() if (self.metrics_dir / f"counter_{pid}.db").exists()]
+
+    def wait_booted(self, deadline: float) -> bool:
+        """Wait until all workers have loaded the app: one answering worker does not mean the others are up."""
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            if len(pids) == self.workers and len(self.booted_pids()) == self.workers:
+                return True
+            time.sleep(0.1)
+        return False
 
     def worker_pids(self) -> list[int]:
         """Pids of the master's children (the workers)."""

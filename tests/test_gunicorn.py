@@ -53,11 +53,10 @@ def test_three_workers_add_up_and_survive_a_dead_worker(server_database, tmp_pat
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             pids = server.worker_pids()
-            booted = all((server.metrics_dir / f"counter_{pid}.db").exists() for pid in pids)
             if (
                 victim not in pids
                 and len(pids) == 3
-                and booted
+                and len(server.booted_pids()) == 3
                 and not (server.metrics_dir / f"counter_{victim}.db").exists()
             ):
                 break
