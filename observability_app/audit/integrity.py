@@ -20,11 +20,13 @@ In the spirit of CloudTrail's log file integrity validation:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import hmac
-import json
 import logging
+import queue
 import struct
+import threading
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,13 +38,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from .canonical import (
     DIGEST_FIELDS,
     InvalidAuditEvent,
-    digest_material_values,
-    dumps,
+    RowDigester,
     format_time,
-    mac_hex,
-    normalize_payload,
     signing_key,
     stored_event_digest,
+    values_text,
 )
 from .locks import exclusive
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification
@@ -253,7 +253,7 @@ def _contains(ids: array | None, value: int) -> bool:
     return index < len(ids) and ids[index] == value
 
 
-def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 5000, record_run: bool = True) -> Report:
+def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run: bool = True) -> Report:
     """Check every event against its digest and its seal, and every seal against its chain; name each problem."""
     started = datetime.now(UTC)
     key = signing_key()
@@ -282,35 +282,27 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 5000, record_run:
         previous_digest = digest
     last_sealed = seal_rows[-1][2] if seal_rows else 0
     last_seal_first = seal_rows[-1][1] if seal_rows else 1
-    # Pass 2: the events in id order, merged with the seals' in-range leaves.
+    # Pass 2: the events in id order, merged with each seal's in-range leaves (one seal's leaves at a time).
     seen_late: set[int] = set()
-    events = _stream_events(using, chunk_size)
-    pending = next(events, None)
-    for seal_id, first_id, last_id, _count, _prev, _digest in seal_rows:
-        blob = _blob(using, seal_id)
-        removed = purged.get(seal_id)
-        for pk, leaf_digest in iter_leaves(blob):
-            if pk < first_id:
-                continue
-            while pending is not None and pending[0] < pk:
-                _check_unexpected(pending, late, seen_late, report, key, last_sealed, last_seal_first)
-                pending = next(events, None)
-            if pending is not None and pending[0] == pk:
-                _check_event(pending, leaf_digest, report, key)
-                pending = next(events, None)
-            elif not _contains(removed, pk):
-                report.problems.append(Problem("removed", pk, f"sealed by seal {seal_id}, missing, not purged"))
-        # events up to the end of this seal's range that it does not hold
-        while pending is not None and pending[0] <= last_id:
-            _check_unexpected(pending, late, seen_late, report, key, last_sealed, last_seal_first)
-            pending = next(events, None)
-    while pending is not None:
-        _check_unexpected(pending, late, seen_late, report, key, last_sealed, last_seal_first)
-        pending = next(events, None)
-    # Late leaves whose event is gone.
-    for pk, (_leaf, seal_id) in late.items():
-        if pk not in seen_late and not _contains(purged.get(seal_id), pk):
-            report.problems.append(Problem("removed", pk, f"sealed late by seal {seal_id}, missing, not purged"))
+    leaves = _SealLeaves(using, seal_rows, purged, report)
+    row_digests = RowDigester(key)
+    lpk, leaf = leaves.lpk, leaves.leaf
+    for rows in _stream_chunks(using, chunk_size):
+        report.events_checked += len(rows)
+        for row, content in zip(rows, row_digests(rows), strict=True):
+            pk = row[0]
+            if pk > leaves.last_id or pk > lpk:  # past this seal, or leaves of it whose event is gone
+                lpk, leaf = leaves.advance(pk)
+            stored = row[-1]
+            if pk == lpk:
+                if content != stored:
+                    report.problems.append(Problem("changed", pk, "content does not give its stored digest"))
+                elif leaf.hex() != stored:
+                    report.problems.append(Problem("changed", pk, "digest differs from the sealed one"))
+                lpk, leaf = leaves.next_leaf()
+            else:
+                _check_unexpected(pk, stored, content == stored, late, seen_late, report, last_sealed, last_seal_first)
+    leaves.advance(_BEYOND)
     if record_run:
         AuditVerification.objects.using(using).create(
             started_at=started,
@@ -328,84 +320,152 @@ def _blob(using: str, seal_id: int) -> bytes:
     return bytes(AuditSeal.objects.using(using).values_list("leaves", flat=True).get(pk=seal_id))
 
 
-def _stream_events(using: str, chunk_size: int) -> Iterator[tuple[Any, ...]]:
-    """Rows ``(id, event_id hex, occurred_at, *DIGEST_FIELDS, payload text, digest)`` in id order.
+_BEYOND = 1 << 63  # above every bigint id
+
+
+class _SealLeaves:
+    """Walks the seals' in-range leaves in id order beside the event stream; reports leaves left without an event.
+
+    ``last_id`` is the current seal's range end; ``lpk, leaf`` the next leaf not yet matched (``_BEYOND`` when this
+    seal has none left). Only one seal's leaves are in memory.
+    """
+
+    def __init__(self, using: str, seal_rows: list[tuple], purged: dict[int, array], report: Report) -> None:
+        self.using, self.purged, self.report = using, purged, report
+        self.seals = iter(seal_rows)
+        self.seal_id: int | None = None
+        self.last_id = -1
+        self._leaves: Iterator[tuple[int, bytes]] = iter(())
+        self.lpk, self.leaf = _BEYOND, b""
+
+    def next_leaf(self) -> tuple[int, bytes]:
+        self.lpk, self.leaf = next(self._leaves, (_BEYOND, b""))
+        return self.lpk, self.leaf
+
+    def advance(self, pk: int) -> tuple[int, bytes]:
+        """Move to the leaf for event ``pk``: leaves passed over are removed events, unless a purge took them."""
+        while True:
+            while self.lpk < pk and self.lpk <= self.last_id:
+                self._gone(self.lpk)
+                self.next_leaf()
+            if pk <= self.last_id:
+                return self.lpk, self.leaf
+            while self.lpk != _BEYOND:  # a forged seal's leaves beyond its range
+                self._gone(self.lpk)
+                self.next_leaf()
+            row = next(self.seals, None)
+            if row is None:
+                self.last_id = _BEYOND
+                return self.lpk, self.leaf
+            self.seal_id, first_id, self.last_id = row[0], row[1], row[2]
+            self._leaves = (item for item in iter_leaves(_blob(self.using, self.seal_id)) if item[0] >= first_id)
+            self.next_leaf()
+
+    def _gone(self, pk: int) -> None:
+        if not _contains(self.purged.get(self.seal_id), pk):
+            self.report.problems.append(Problem("removed", pk, f"sealed by seal {self.seal_id}, missing, not purged"))
+
+
+def _stream_chunks(using: str, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Lists of rows ``(id, values text, payload text, digest)`` in id order, as :class:`RowDigester` reads them.
 
     A plain DB-API cursor, not the ORM: verification reads every row once and needs neither model instances nor
-    Django's per-row converters. On PostgreSQL a named (server-side) cursor inside a transaction streams the table
-    and the payload comes as text; on SQLite the stored text is the canonical text itself.
+    Django's per-row converters. On PostgreSQL a named (server-side) cursor inside a transaction streams the
+    table, one chunk ahead of the hashing, and the server writes each row's digest columns as one JSON array
+    (event id as hex, the time in :func:`format_time`'s form): four values per row for psycopg to build, none to
+    format in Python. On SQLite the rows are reshaped here.
     """
     connection = connections[using]
     qn = connection.ops.quote_name
-    if connection.vendor == "postgresql":
-        # The time comes formatted by the server in format_time's exact form: no datetime parsing per row.
+    postgres = connection.vendor == "postgresql"
+    if postgres:
         when = "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        payload = "payload::text"
+        values = ", ".join(["encode(uuid_send(event_id), 'hex')", when, *map(qn, DIGEST_FIELDS)])
+        columns = f"{qn('id')}, array_to_json(ARRAY[{values}])::text, payload::text, {qn('digest')}"
     else:
-        when, payload = qn("occurred_at"), qn("payload")
-    columns = ", ".join([qn("id"), qn("event_id"), when, *map(qn, DIGEST_FIELDS), payload, qn("digest")])
+        columns = ", ".join(
+            [qn("id"), qn("event_id"), qn("occurred_at"), *map(qn, DIGEST_FIELDS), qn("payload"), qn("digest")]
+        )
     sql = f"SELECT {columns} FROM {qn(AuditEvent._meta.db_table)} ORDER BY {qn('id')}"
     with transaction.atomic(using=using):
         connection.ensure_connection()
-        if connection.vendor == "postgresql":
+        if postgres:
             cursor = connection.connection.cursor(name="observability_verify")
-            cursor.itersize = chunk_size
         else:
             cursor = connection.connection.cursor()
         try:
             cursor.execute(sql)
-            while rows := cursor.fetchmany(chunk_size):
-                for row in rows:
-                    event_id, occurred_at = row[1], row[2]
-                    event_hex = event_id if isinstance(event_id, str) else event_id.hex
-                    if isinstance(occurred_at, datetime):  # SQLite's converters give naive UTC datetimes
-                        occurred_at = format_time(occurred_at)
-                    elif " " in occurred_at:  # or the stored text "YYYY-MM-DD HH:MM:SS[.ffffff]"
-                        occurred_at = format_time(datetime.fromisoformat(occurred_at).replace(tzinfo=UTC))
-                    yield (row[0], event_hex.replace("-", ""), occurred_at, *row[3:])
+            if postgres:
+                yield from _prefetched(cursor, chunk_size)
+            else:
+                while rows := cursor.fetchmany(chunk_size):
+                    yield [_sqlite_row(row) for row in rows]
         finally:
             cursor.close()
 
 
-_FIELD_SLICE = slice(3, 3 + len(DIGEST_FIELDS))
+def _prefetched(cursor: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """``cursor.fetchmany`` run one chunk ahead in a thread: the server produces the next chunk (and the thread
+    waits for it, without the GIL) while this one is hashed. Memory: three chunks at most."""
+    chunks: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
 
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(chunk_size)
+                chunks.put(rows)
+                if not rows:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            chunks.put(exc)
 
-def _content_digest(row: tuple[Any, ...], key: bytes | None) -> str | None:
-    """The digest the row's content gives; None when the stored payload is not canonical JSON any more."""
-    text = row[-2]
+    thread = threading.Thread(target=fetch, name="observability-verify-fetch", daemon=True)
+    thread.start()
     try:
-        payload = json.loads(text) if isinstance(text, str) else text
-        canonical = dumps(normalize_payload(payload))
-        return mac_hex(digest_material_values(row[1], row[2], row[_FIELD_SLICE], canonical), key)
-    except (InvalidAuditEvent, TypeError, ValueError):
-        return None
+        while True:
+            rows = chunks.get()
+            if isinstance(rows, BaseException):
+                raise rows
+            if not rows:
+                return
+            yield rows
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a put() so the thread sees stop
+            with contextlib.suppress(queue.Empty):
+                chunks.get(timeout=0.05)
+        thread.join()
 
 
-def _check_event(row: tuple[Any, ...], leaf_digest: bytes, report: Report, key: bytes | None) -> None:
-    report.events_checked += 1
-    pk, stored = row[0], row[-1]
-    if _content_digest(row, key) != stored:
-        report.problems.append(Problem("changed", pk, "content does not give its stored digest"))
-    elif leaf_digest.hex() != stored:
-        report.problems.append(Problem("changed", pk, "digest differs from the sealed one"))
+def _sqlite_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    event_id, occurred_at = row[1], row[2]
+    event_hex = event_id if isinstance(event_id, str) else event_id.hex
+    if isinstance(occurred_at, datetime):  # SQLite's converters give naive UTC datetimes
+        occurred_at = format_time(occurred_at)
+    elif isinstance(occurred_at, str) and " " in occurred_at:  # or the stored text "YYYY-MM-DD HH:MM:SS[.ffffff]"
+        occurred_at = format_time(datetime.fromisoformat(occurred_at).replace(tzinfo=UTC))
+    return (row[0], values_text(event_hex.replace("-", ""), occurred_at, row[3:-2]), row[-2], row[-1])
 
 
 def _check_unexpected(
-    row: tuple[Any, ...],
+    pk: int,
+    stored: str,
+    valid: bool,
     late: dict,
     seen_late: set[int],
     report: Report,
-    key: bytes | None,
     last_sealed: int,
     last_seal_first: int,
 ) -> None:
-    pk = row[0]
+    """An event that is not the next leaf of its range's seal: sealed late, not sealed yet, or inserted."""
     if pk in late:
         seen_late.add(pk)
-        _check_event(row, late[pk][0], report, key)
+        if not valid:
+            report.problems.append(Problem("changed", pk, "content does not give its stored digest"))
+        elif late[pk][0].hex() != stored:
+            report.problems.append(Problem("changed", pk, "digest differs from the sealed one"))
         return
-    report.events_checked += 1
-    valid = _content_digest(row, key) == row[-1]
     if pk > last_sealed or (pk >= last_seal_first and valid):
         # Written after the last seal (or committed late inside its range): the next seal takes it.
         report.unsealed += 1
