@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import Any
 
+from django.utils.functional import LazyObject, empty
+
 SOURCES = ("api", "job", "worker", "admin", "command", "frontend")
 
 
@@ -70,8 +72,6 @@ class ObservabilityContext:
 def _unevaluated(user: Any) -> bool:
     """True for a ``SimpleLazyObject`` nobody has looked into yet (``type()`` and ``object.__getattribute__`` do
     not go through the proxy, so asking does not evaluate it)."""
-    from django.utils.functional import LazyObject, empty
-
     return issubclass(type(user), LazyObject) and object.__getattribute__(user, "_wrapped") is empty
 
 

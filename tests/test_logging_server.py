@@ -44,3 +44,23 @@ def test_every_line_printed_under_a_request_is_json_with_its_context(server_data
         "SELECT event_type, correlation_id FROM observability_audit_event WHERE correlation_id = %s", ("abc-123",)
     )
     assert {row[0] for row in rows} == {"ARTIFACT_CREATED", "ARTIFACT_ACCESSED"}
+
+
+
+def test_the_batched_access_file_under_gunicorn_loses_no_line_on_a_graceful_stop(server_database, tmp_path):
+    """EXAMPLE_ACCESS_LOG: 2 workers batch their access lines; each writes what it holds when it stops."""
+    access_log = tmp_path / "access.log"
+    body = b"weights"
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    sent = []
+    with GunicornServer(server_database.url, tmp_path, workers=2, env={"EXAMPLE_ACCESS_LOG": str(access_log)}) as srv:
+        for i in range(10):  # successes: INFO lines, held in the batch
+            url = srv.url(f"/api/v1/buckets/batch/artifacts/m{i}/1")
+            headers = {"Connection": "close", "X-Correlation-Id": f"batch-{i}"}
+            sent.append(http(url, "PUT", body, {**headers, "X-Content-Digest": digest}).status)
+            sent.append(http(url, headers=headers).status)
+        srv.stop()
+    assert sent == [201, 200] * 10
+    lines = [json.loads(line) for line in access_log.read_text().splitlines()]
+    assert sorted(line["correlation_id"] for line in lines) == sorted(f"batch-{i}" for i in range(10) for _ in "PG")
+    assert all(line["level"] == "INFO" and line["logger"] == "observability_app.access" for line in lines)

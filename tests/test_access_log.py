@@ -1,0 +1,242 @@
+"""The access log's write path: cheap records, the string-assembled line, and the batching file handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from observability_app.access_log import AccessLogHandler, access_record, direct_writer
+from observability_app.context import ObservabilityContext
+from observability_app.logging import ACCESS_FIELDS, ACCESS_LOGGER, FIELDS, ContextFilter, JsonFormatter
+
+text = st.text(max_size=60)  # any code point: quotes, backslashes, newlines, control characters, surrogates
+maybe_text = st.none() | text
+
+
+def _fields(**overrides):
+    fields = {
+        "route": "api/v1/buckets/<name:bucket>",
+        "method": "GET",
+        "path": "/api/v1/buckets/b1",
+        "status_code": 200,
+        "duration_ms": 1.25,
+        "bytes": 17,
+        "outcome": "success",
+        "user_agent": "curl/8",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def _ctx(**overrides):
+    values = {"request_id": "r" * 32, "correlation_id": "c-1", "source": "api", "method": "GET", "ip": "10.0.0.1"}
+    values.update(overrides)
+    return ObservabilityContext(**values)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    route=text,
+    method=text,
+    path=text,
+    agent=maybe_text,
+    status=st.integers(100, 599),
+    duration=st.floats(0, 1e6, allow_nan=False),
+    size=st.none() | st.integers(0, 2**40),
+    correlation=text,
+    ip=text,
+    org=text,
+)
+def test_the_assembled_line_is_the_same_object_as_the_encoded_dict(
+    route, method, path, agent, status, duration, size, correlation, ip, org
+):
+    formatter = JsonFormatter()
+    ctx = _ctx(correlation_id=correlation, ip=ip, org_id=org)
+    fields = _fields(
+        route=route, method=method, path=path, user_agent=agent, status_code=status, duration_ms=duration, bytes=size
+    )
+    line = formatter.access_line(1764633600.5, "INFO", f"{method} {route}", ctx, fields)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    expected = formatter.access_fields(1764633600.5, "INFO", f"{method} {route}", ctx, fields)
+    assert parsed == expected
+    assert list(parsed)[: len(FIELDS)] == list(FIELDS)
+
+
+def test_values_that_are_not_strings_take_the_dict_path_and_stay_valid_json():
+    formatter = JsonFormatter()
+    ctx = _ctx(org_id=123)  # a project that binds a number
+    line = formatter.access_line(0.0, "INFO", "GET x 200", ctx, _fields(route=["not", "a", "str"]))
+    parsed = json.loads(line)
+    assert parsed["route"] == ["not", "a", "str"] and parsed["org_id"] == 123
+
+
+def test_a_record_a_filter_added_to_is_formatted_with_that_attribute():
+    formatter = JsonFormatter()
+    record = access_record(logging.INFO, "GET x 200", _ctx(), _fields())
+    assert json.loads(formatter.format(record))["path"] == "/api/v1/buckets/b1"
+    record.tenant = "acme"  # what a project's logging filter might add
+    parsed = json.loads(formatter.format(record))
+    assert parsed["tenant"] == "acme" and parsed["correlation_id"] == "c-1"
+
+
+def test_access_records_carry_every_attribute_a_plain_formatter_reads():
+    record = access_record(logging.WARNING, "GET x 404", _ctx(), _fields(status_code=404))
+    plain = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(process)d %(thread)d %(threadName)s %(module)s %(funcName)s "
+        "%(lineno)d %(msecs)d %(relativeCreated)d %(message)s %(status_code)s"
+    )
+    out = plain.format(record)
+    assert " WARNING observability_app.access " in out and out.endswith("GET x 404 404")
+    assert record.levelno == logging.WARNING and record.getMessage() == "GET x 404"
+
+
+def _handler(tmp_path, **kwargs) -> AccessLogHandler:
+    handler = AccessLogHandler(str(tmp_path / "access.log"), **kwargs)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ContextFilter())
+    return handler
+
+
+def _lines(tmp_path) -> list[dict]:
+    path = tmp_path / "access.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_lines_wait_for_a_full_batch_and_keep_their_order(tmp_path):
+    handler = _handler(tmp_path, buffer_lines=3, flush_seconds=60)
+    try:
+        handler.write_access(logging.INFO, "first", _ctx(), _fields())
+        handler.handle(logging.makeLogRecord({"name": "other", "msg": "second", "levelno": logging.INFO}))
+        assert _lines(tmp_path) == []
+        handler.write_access(logging.INFO, "third", _ctx(), _fields())
+        assert [line["message"] for line in _lines(tmp_path)] == ["first", "second", "third"]
+    finally:
+        handler.close()
+
+
+def test_warnings_and_errors_are_written_at_once_with_what_waited(tmp_path):
+    handler = _handler(tmp_path, buffer_lines=100, flush_seconds=60)
+    try:
+        handler.write_access(logging.INFO, "GET a 200", _ctx(), _fields())
+        handler.write_access(logging.WARNING, "GET b 404", _ctx(), _fields(status_code=404, outcome="error"))
+        lines = _lines(tmp_path)
+        assert [(line["message"], line["level"]) for line in lines] == [("GET a 200", "INFO"), ("GET b 404", "WARNING")]
+    finally:
+        handler.close()
+
+
+def test_an_idle_batch_is_written_by_the_timer(tmp_path):
+    handler = _handler(tmp_path, buffer_lines=100, flush_seconds=0.05)
+    try:
+        handler.write_access(logging.INFO, "lonely", _ctx(), _fields())
+        deadline = time.monotonic() + 10
+        while not _lines(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [line["message"] for line in _lines(tmp_path)] == ["lonely"]
+    finally:
+        handler.close()
+
+
+def test_close_and_logging_shutdown_write_what_is_pending(tmp_path):
+    handler = _handler(tmp_path, buffer_lines=100, flush_seconds=60)
+    handler.write_access(logging.INFO, "at exit", _ctx(), _fields())
+    logging.shutdown([lambda: handler])  # what atexit does for every handler
+    assert [line["message"] for line in _lines(tmp_path)] == ["at exit"]
+
+
+def test_one_line_batches_write_every_line_at_once(tmp_path):
+    handler = _handler(tmp_path, buffer_lines=1)
+    try:
+        handler.handle(access_record(logging.INFO, "GET x 200", _ctx(), _fields()))
+        assert [line["message"] for line in _lines(tmp_path)] == ["GET x 200"]
+    finally:
+        handler.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"buffer_lines": 0}, {"buffer_lines": -5}, {"flush_seconds": 0}, {"flush_seconds": -1}]
+)
+def test_bad_batch_settings_are_refused_with_the_value_named(tmp_path, kwargs):
+    with pytest.raises(ValueError, match=str(next(iter(kwargs.values())))):
+        AccessLogHandler(str(tmp_path / "x.log"), **kwargs)
+
+
+def test_a_forked_child_writes_its_own_lines_not_the_parents(tmp_path):
+    handler = _handler(tmp_path, buffer_lines=100, flush_seconds=60)
+    try:
+        handler.write_access(logging.INFO, "parent", _ctx(), _fields())
+        pid = os.fork()
+        if pid == 0:  # the child: what a gunicorn worker is
+            try:
+                handler.write_access(logging.INFO, "child", _ctx(), _fields())
+                handler.flush()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        handler.flush()
+        assert sorted(line["message"] for line in _lines(tmp_path)) == ["child", "parent"]
+    finally:
+        handler.close()
+
+
+def test_the_direct_path_is_taken_only_when_nothing_else_would_see_the_record(tmp_path):
+    logger = logging.getLogger("observability_app.tests.direct")
+    logger.propagate = False
+    handler = _handler(tmp_path)
+    logger.handlers = [handler]
+    try:
+        assert direct_writer(logger, logging.INFO) is handler
+        logger.propagate = True
+        assert direct_writer(logger, logging.INFO) is None
+        logger.propagate = False
+        handler.addFilter(lambda record: True)
+        assert direct_writer(logger, logging.INFO) is None
+        handler.filters = [f for f in handler.filters if isinstance(f, ContextFilter)]
+        handler.setLevel(logging.ERROR)
+        assert direct_writer(logger, logging.INFO) is None and direct_writer(logger, logging.ERROR) is handler
+        handler.setFormatter(logging.Formatter())
+        assert direct_writer(logger, logging.ERROR) is None
+        logger.handlers = [_handler(tmp_path, buffer_lines=1)]
+        assert direct_writer(logger, logging.ERROR) is None
+    finally:
+        for each in [*logger.handlers, handler]:
+            each.close()
+        logger.handlers = []
+
+
+@pytest.mark.django_db
+def test_requests_through_a_batching_access_file(client, tmp_path):
+    """End to end: the middleware hands its lines to an AccessLogHandler; a filter on it switches to records."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    handler = _handler(tmp_path, buffer_lines=50, flush_seconds=60)
+    saved = logger.handlers
+    logger.handlers = [handler]
+    try:
+        client.get("/api/v1/buckets/b1/artifacts/missing/1", headers={"X-Correlation-Id": "batch-1"})
+        client.get("/health/live")  # excluded: no line
+        handler.flush()
+
+        class Tenant(logging.Filter):
+            def filter(self, record):
+                record.tenant = "acme"
+                return True
+
+        handler.addFilter(Tenant())
+        client.get("/api/v1/buckets/b2/artifacts/missing/1", headers={"X-Correlation-Id": "batch-2"})
+        handler.flush()
+    finally:
+        logger.handlers = saved
+        handler.close()
+    first, second = _lines(tmp_path)
+    for line, cid in ((first, "batch-1"), (second, "batch-2")):
+        assert line["correlation_id"] == cid and line["status_code"] == 404 and line["level"] == "WARNING"
+        assert line["route"] == "api/v1/buckets/<name:bucket>/artifacts/<name:name>/<name:version>"
+        assert set(FIELDS) | set(ACCESS_FIELDS) - {"bytes"} <= set(line)
+    assert "tenant" not in first and second["tenant"] == "acme"
