@@ -197,3 +197,115 @@ def test_seal_audit_command(capsys):
     assert "sealed 1 event(s) in 1 seal(s)" in capsys.readouterr().out
     with transaction.atomic():
         assert AuditSeal.objects.count() == 1
+
+
+def test_a_late_sealed_event_removed_behind_the_apps_back_is_reported():
+    first = audit.record("ARTIFACT_ACCESSED", ACCESS)
+    insert_with_id(first.pk + 10)
+    integrity.seal()
+    insert_with_id(first.pk + 3)
+    assert integrity.seal().late == 1
+    with superuser_tampering() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE id = %s", [first.pk + 3])
+    assert kinds(integrity.verify()) == {("removed", first.pk + 3)}
+
+
+ODD = 'quote " backslash \\ newline \n tab \t control \x01 \x1f slash / é 😀 \u2028'
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("subject", "b/other@1"),
+        ("actor", "mallory"),
+        ("outcome", "failure"),
+        ("user_agent", ODD),
+        ("environment", "production"),
+        ("event_type", "ARTIFACT_DELETED"),
+    ],
+)
+def test_changing_any_digest_column_is_reported(column, value):
+    assert column in DIGEST_FIELDS
+    events = make_trail(3)
+    with superuser_tampering() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET {column} = %s WHERE id = %s", [value, events[1].pk])
+    assert kinds(integrity.verify()) == {("changed", events[1].pk)}
+
+
+def test_changing_the_time_or_the_event_id_is_reported():
+    events = make_trail(3)
+    with superuser_tampering() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET occurred_at = %s WHERE id = %s",
+            [
+                events[0].occurred_at.replace(microsecond=(events[0].occurred_at.microsecond + 1) % 1_000_000),
+                events[0].pk,
+            ],
+        )
+        cursor.execute(f"UPDATE {TABLE} SET event_id = %s WHERE id = %s", ["0" * 31 + "1", events[2].pk])
+    assert kinds(integrity.verify()) == {("changed", events[0].pk), ("changed", events[2].pk)}
+
+
+def test_columns_and_payloads_that_need_escaping_verify_and_their_changes_are_found():
+    events = [
+        audit.record(
+            "ARTIFACT_ACCESSED",
+            {**ACCESS, "reader": ODD, "nested": {"z": [1, 2.5, None], ODD: True}},
+            subject=ODD,
+            user_agent=ODD,
+            route=ODD,
+        ),
+        audit.record("ARTIFACT_ACCESSED", {**ACCESS, "ratio": 1e-07, "big": 10**30, "float": 1e16}),
+    ]
+    integrity.seal()
+    assert integrity.verify().ok
+    with superuser_tampering() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET route = %s WHERE id = %s", [ODD + "!", events[0].pk])
+    assert kinds(integrity.verify()) == {("changed", events[0].pk)}
+
+
+def test_a_payload_stored_with_other_spacing_and_key_order_is_the_same_content():
+    """Only content counts: a superuser rewriting the same JSON differently has changed nothing."""
+    events = make_trail(2)
+    reordered = dict(reversed(list({**ACCESS, "n": 1}.items())))
+    with superuser_tampering() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET payload = %s WHERE id = %s", [json.dumps(reordered, indent=2), events[1].pk]
+        )
+    assert integrity.verify().ok
+
+
+def test_a_payload_that_is_not_an_object_any_more_is_reported():
+    events = make_trail(2)
+    with superuser_tampering() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET payload = %s WHERE id = %s", [json.dumps([ACCESS]), events[0].pk])
+    assert kinds(integrity.verify()) == {("changed", events[0].pk)}
+
+
+def test_verification_reads_in_chunks_across_seals():
+    """Several seals and several fetched chunks: every event is checked against its own seal's leaf."""
+    audit.record_many([("ARTIFACT_ACCESSED", {**ACCESS, "n": i}) for i in range(23)])
+    integrity.seal(max_events=5)
+    assert AuditSeal.objects.count() == 5
+    report = integrity.verify(chunk_size=4)
+    assert report.ok and report.events_checked == 23 and report.seals_checked == 5
+    victim = AuditEvent.objects.order_by("id").values_list("id", flat=True)[11]
+    with superuser_tampering() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET payload = %s WHERE id = %s", [json.dumps({**ACCESS, "n": -1}), victim])
+    assert kinds(integrity.verify(chunk_size=4)) == {("changed", victim)}
+
+
+def test_the_fast_digest_path_agrees_with_the_canonical_form(monkeypatch):
+    """Every genuine row verifies on the fast path (C encoders, server-built columns on PostgreSQL) without the
+    exact fallback: the two give the same bytes, escaping included."""
+    from observability_app.audit import canonical
+
+    audit.record("ARTIFACT_ACCESSED", {**ACCESS, "reader": ODD, "list": [1, 2.5, None, {"b": 1, "a": 2}]}, subject=ODD)
+    audit.record("ARTIFACT_ACCESSED", {**ACCESS, "ratio": 1e-07, "big": 10**30, "float": 1e16}, user_agent=ODD)
+    integrity.seal()
+
+    def refuse(*args):
+        raise AssertionError("fell back to the exact digest for a genuine row")
+
+    monkeypatch.setattr(canonical, "_exact_row_digest", refuse)
+    assert integrity.verify(record_run=False).ok

@@ -179,3 +179,58 @@ def test_last_purge_reads_the_latest_audit_purged_event():
     audit.record("AUDIT_PURGED", PAYLOADS["AUDIT_PURGED"], occurred_at=NOW)
     assert retention.last_purge() == NOW
     assert connection.vendor in ("sqlite", "postgresql")
+
+
+def _insert_with_id(pk: int, occurred_at: datetime) -> None:
+    """An expired event written with a chosen id, as a transaction that took its id early and committed late."""
+    from observability_app.audit.canonical import EVENT_COLUMNS
+    from observability_app.audit.recording import _inserter, build_row
+
+    row = build_row("ARTIFACT_ACCESSED", PAYLOADS["ARTIFACT_ACCESSED"], occurred_at=occurred_at)
+    params = _inserter(connection).params(row, connection)
+    columns = ["id", *EVENT_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO observability_audit_event ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
+            [pk, *params],
+        )
+        if connection.vendor == "postgresql":  # later record() calls take ids after it, as in production
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('observability_audit_event', 'id'),"
+                " (SELECT max(id) FROM observability_audit_event))"
+            )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purging_events_sealed_late_and_across_seals_keeps_verification_passing():
+    old = NOW - timedelta(days=1000)
+    first = audit.record("ARTIFACT_ACCESSED", PAYLOADS["ARTIFACT_ACCESSED"], occurred_at=old)
+    _insert_with_id(first.pk + 10, old)
+    integrity.seal()
+    _insert_with_id(first.pk + 4, old)  # committed after the seal that covered its id range
+    for pk in range(first.pk + 20, first.pk + 25):
+        _insert_with_id(pk, old)
+    assert integrity.seal().late == 1  # the second seal carries the late event below its own range
+    result = retention.purge_expired(now=NOW, batch_size=4, event_types=["ARTIFACT_ACCESSED"])
+    assert result.counts == {"ARTIFACT_ACCESSED": 8} and result.batches == 2
+    assert not AuditEvent.objects.filter(event_type="ARTIFACT_ACCESSED").exists()
+    report = integrity.verify()
+    assert report.ok, report.problems
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_removed_behind_a_purge_are_still_reported():
+    """A purge record explains only what the purge removed: a deletion beside it is named."""
+    from tests.test_integrity import superuser_tampering
+
+    old = NOW - timedelta(days=1000)
+    kept = [audit.record("AUTH_LOGIN_FAILED", {"username": "u"}, occurred_at=NOW) for _ in range(3)]
+    audit.record_many(
+        [{"event_type": "ARTIFACT_ACCESSED", "payload": PAYLOADS["ARTIFACT_ACCESSED"], "occurred_at": old}] * 4
+    )
+    integrity.seal()
+    assert retention.purge_expired(now=NOW).counts == {"ARTIFACT_ACCESSED": 4}
+    with superuser_tampering() as cursor:
+        cursor.execute("DELETE FROM observability_audit_event WHERE id = %s", [kept[1].pk])
+    found = {(problem.kind, problem.event_id) for problem in integrity.verify().problems}
+    assert found == {("removed", kept[1].pk)}

@@ -303,6 +303,10 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run:
             else:
                 _check_unexpected(pk, stored, content == stored, late, seen_late, report, last_sealed, last_seal_first)
     leaves.advance(_BEYOND)
+    # Late leaves whose event is gone.
+    for pk, (_leaf, seal_id) in late.items():
+        if pk not in seen_late and not _contains(purged.get(seal_id), pk):
+            report.problems.append(Problem("removed", pk, f"sealed late by seal {seal_id}, missing, not purged"))
     if record_run:
         AuditVerification.objects.using(using).create(
             started_at=started,

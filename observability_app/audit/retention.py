@@ -7,28 +7,33 @@
 3. per event type, computes the cut-off from the retention *in force now* (``retention_for``): permanent types are
    skipped, artifact-lifetime types go once their artifact's ARTIFACT_DELETED is older than
    ``AUDIT_ARTIFACT_GRACE_DAYS``; events under an active legal hold (by subject or by type) are never selected;
-4. deletes in batches of ``batch_size`` ids, each batch its own short transaction that opens the delete gate,
-   removes the rows by primary key and writes the signed :class:`AuditPurgeRecord` of what it removed per seal;
+4. deletes in batches of ``batch_size`` events, each batch its own short transaction that opens the delete gate,
+   selects and deletes the next expired events in one statement (keyset on id; on PostgreSQL by row address, the
+   deleted ids coming back as one packed value) and writes the signed :class:`AuditPurgeRecord` of what it
+   removed per seal (bulk-inserted; seals found by bisecting their id ranges, read once per run);
 5. records one AUDIT_PURGED event with the per-type counts, cut-offs and run id (``/metrics`` sums these into
    ``audit_events_purged_total`` in every process, whichever host purged).
 
-Memory stays flat (one batch of ids at a time) and no transaction holds more than one batch. A second run finds
-nothing more to delete.
+Memory stays flat (one batch of ids at a time, 8 bytes each) and no transaction holds more than one batch. A second
+run finds nothing more to delete.
 """
 
 from __future__ import annotations
 
 import bisect
+import sys
+import time
 import uuid
 from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models.expressions import RawSQL
 
 from . import registry
 from .db import purge_gate
-from .integrity import leaf_ids, purge_digest, seal
+from .integrity import LEAF, leaf_ids, purge_digest, seal
 from .locks import LockBusy, exclusive
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal, LegalHold
 from .recording import record
@@ -110,8 +115,6 @@ def purge_expired(
     using: str = DEFAULT_DB_ALIAS,
 ) -> PurgeResult:
     """Delete the events past their retention (see the module docstring). Raises :class:`LockBusy`."""
-    import time
-
     from ..conf import settings
 
     now = now or datetime.now(UTC)
@@ -126,25 +129,24 @@ def purge_expired(
         cutoffs = plan(now, event_types=event_types, using=using)
         if not dry_run:
             seal(using=using)
-        seal_index = _SealIndex(using)
+        seals = _SealMap(using) if not dry_run else None
         for name, cutoff in cutoffs.items():
             lifetime = registry.retention_for(name) == registry.ARTIFACT_LIFETIME
             result.cutoffs[name] = cutoff.isoformat()
             expired = _expired(name, cutoff, lifetime, holds, using)
-            after, count = 0, 0
-            while True:
-                # The batch is a window of ids: its last id bounds the range the delete scans.
-                window = list(expired.filter(id__gt=after).order_by("id").values_list("id", flat=True)[:batch_size])
-                if not window:
-                    break
-                if dry_run:
-                    count += len(window)
-                else:
+            if dry_run:
+                count = expired.count()
+            else:
+                count, after = 0, 0
+                while True:
                     started = time.perf_counter()
-                    count += _delete_batch(window, result.run_id, using, seal_index)
+                    removed = _delete_batch(expired, after, batch_size, result.run_id, using, seals)
+                    if not removed:
+                        break
                     result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - started)
                     result.batches += 1
-                after = window[-1]
+                    count += len(removed)
+                    after = removed[-1]
             if count:
                 result.counts[name] = count
         if not dry_run:
@@ -157,82 +159,130 @@ def purge_expired(
     return result
 
 
-class _SealIndex:
-    """Which seal holds which event id, for the purge records; each seal's ids are read once per run."""
+class _SealMap:
+    """Which seal holds which event id, for the purge records, read once per run (after the run's own seal).
+
+    Seals cover consecutive id ranges, so an id's seal is found by bisecting the range ends. The exceptions are the
+    late events (committed after their range was sealed, carried by a later seal): their ids come from the first
+    ``late_count`` leaves of the seals that have any (leaves are sorted by id, late ones below ``first_id``).
+    """
 
     def __init__(self, using: str) -> None:
-        self.using = using
-        self._ids: dict[int, array] = {}
-
-    def ids(self, seal_id: int) -> array:
-        if seal_id not in self._ids:
-            blob = AuditSeal.objects.using(self.using).values_list("leaves", flat=True).get(pk=seal_id)
-            self._ids[seal_id] = leaf_ids(bytes(blob))
-        return self._ids[seal_id]
-
-    def group(self, ids: list[int]) -> tuple[dict[int, list[int]], dict[int, str]]:
-        """Seal id -> the given ids it holds (late events sit in a later seal than their range's)."""
-        seals = list(
-            AuditSeal.objects.using(self.using)
-            .filter(last_id__gte=ids[0])
-            .order_by("last_id")
-            .values_list("id", "digest")
+        rows = list(
+            AuditSeal.objects.using(using).order_by("last_id").values_list("id", "first_id", "last_id", "digest")
         )
-        by_seal: dict[int, list[int]] = {}
-        remaining = ids
-        for seal_id, _digest in seals:
-            if not remaining:
+        self.seal_ids = [row[0] for row in rows]
+        self.first_ids = [row[1] for row in rows]
+        self.last_ids = [row[2] for row in rows]
+        self.digests = {row[0]: row[3] for row in rows}
+        self.late: dict[int, int] = {}  # event id -> the seal that carried it late
+        carriers = AuditSeal.objects.using(using).filter(late_count__gt=0).values_list("id", "late_count", "leaves")
+        for seal_id, late_count, blob in carriers.iterator(chunk_size=10):
+            for pk in leaf_ids(bytes(blob)[: late_count * LEAF]):
+                self.late[pk] = seal_id
+        self.late_ids = array("q", sorted(self.late))
+
+    def group(self, removed: array) -> dict[int, array]:
+        """Seal id -> the sorted ids of ``removed`` (sorted) that it holds; ids after the last seal hold none."""
+        by_seal: dict[int, array] = {}
+        low, high = removed[0], removed[-1]
+        index = bisect.bisect_left(self.last_ids, low)
+        while index < len(self.last_ids) and self.first_ids[index] <= high:
+            start = bisect.bisect_left(removed, self.first_ids[index])
+            stop = bisect.bisect_right(removed, self.last_ids[index])
+            if stop > start:
+                by_seal[self.seal_ids[index]] = removed[start:stop]
+            index += 1
+        if self.late_ids:
+            late = self.late_ids[bisect.bisect_left(self.late_ids, low) : bisect.bisect_right(self.late_ids, high)]
+            for pk in late:
+                position = bisect.bisect_left(removed, pk)
+                if position < len(removed) and removed[position] == pk:
+                    self._move(by_seal, pk, self.late[pk])
+        return by_seal
+
+    def _move(self, by_seal: dict[int, array], pk: int, carrier: int) -> None:
+        for seal_id, ids in by_seal.items():
+            position = bisect.bisect_left(ids, pk)
+            if position < len(ids) and ids[position] == pk:
+                del ids[position]
+                if not ids:
+                    del by_seal[seal_id]
                 break
-            held = self.ids(seal_id)
-            taken, rest = [], []
-            for pk in remaining:
-                index = bisect.bisect_left(held, pk)
-                (taken if index < len(held) and held[index] == pk else rest).append(pk)
-            if taken:
-                by_seal[seal_id] = taken
-            remaining = rest
-        return by_seal, dict(seals)
+        target = by_seal.setdefault(carrier, array("q"))
+        bisect.insort(target, pk)
 
 
-def _delete_batch(window: list[int], run_id: str, using: str, index: _SealIndex) -> int:
-    """One short transaction: open the gate, delete the window's events, record what went per seal (signed).
+def _delete_batch(expired, after: int, size: int, run_id: str, using: str, seals: _SealMap) -> array:
+    """One short transaction: open the gate, delete the next ``size`` expired events after id ``after``, and record
+    what went per seal (signed). Returns the removed ids, sorted.
 
-    The statement bounds the id range as well as listing the ids, so PostgreSQL walks just that slice of the
-    primary key: the cost of a batch does not grow with the table.
+    One statement selects and deletes: ``DELETE ... WHERE id IN (<the expired query> ORDER BY id LIMIT size)``,
+    walking the ``(event_type, id)`` index from ``after``, so a batch costs the same at any depth of the table.
+    On PostgreSQL the deleted ids come back as one ``bytea`` of 8-byte big-endian ids in id order (the format of
+    :attr:`AuditPurgeRecord.removed`): no per-row Python at all.
     """
     from .canonical import signing_key
 
     key = signing_key()
     connection = connections[using]
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    window = expired.filter(id__gt=after).order_by("id")
+    postgres = connection.vendor == "postgresql"
+    if postgres:  # the rows' physical addresses: the delete then reads no index at all
+        window = window.annotate(row_address=RawSQL("ctid", ())).values("row_address")[:size]
+    else:
+        window = window.values("id")[:size]
+    inner, params = window.query.get_compiler(using=using).as_sql()
     with transaction.atomic(using=using), purge_gate(using):
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
+            if postgres:
                 cursor.execute(
-                    f"DELETE FROM {table} WHERE id BETWEEN %s AND %s AND id = ANY(%s) RETURNING id",
-                    [window[0], window[-1], window],
+                    f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY({inner})) RETURNING id)"
+                    " SELECT string_agg(int8send(id), ''::bytea ORDER BY id) FROM gone",
+                    params,
                 )
-                ids = sorted(row[0] for row in cursor.fetchall())
+                blob = cursor.fetchone()[0]
+                removed = array("q", bytes(blob) if blob else b"")
+                if _LITTLE_ENDIAN:
+                    removed.byteswap()
+            elif connection.features.can_return_columns_from_insert:  # SQLite 3.35+: DELETE ... RETURNING too
+                cursor.execute(f"DELETE FROM {table} WHERE id IN ({inner}) RETURNING id", params)
+                removed = array("q", sorted(row[0] for row in cursor.fetchall()))
             else:
-                for start in range(0, len(window), 500):  # SQLite's bound-parameter limit
-                    chunk = window[start : start + 500]
+                cursor.execute(inner, params)
+                removed = array("q", sorted(row[0] for row in cursor.fetchall()))
+                for start in range(0, len(removed), 500):  # SQLite's bound-parameter limit
+                    chunk = removed[start : start + 500].tolist()
                     cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
-                ids = list(window)
-        if not ids:
-            return 0
-        by_seal, digests = index.group(ids)
+        if not removed:
+            return removed
         now = datetime.now(UTC)
-        for seal_id, removed in by_seal.items():
-            blob = b"".join(pk.to_bytes(8, "big") for pk in sorted(removed))
-            AuditPurgeRecord.objects.using(using).create(
-                run_id=run_id,
-                seal_id=seal_id,
-                created_at=now,
-                removed=blob,
-                removed_count=len(removed),
-                digest=purge_digest(digests[seal_id], run_id, blob, key),
+        records = []
+        for seal_id, ids in seals.group(removed).items():
+            blob = _big_endian(ids)
+            records.append(
+                AuditPurgeRecord(
+                    run_id=run_id,
+                    seal_id=seal_id,
+                    created_at=now,
+                    removed=blob,
+                    removed_count=len(ids),
+                    digest=purge_digest(seals.digests[seal_id], run_id, blob, key),
+                )
             )
-    return len(ids)
+        AuditPurgeRecord.objects.using(using).bulk_create(records)
+    return removed
+
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def _big_endian(ids: array) -> bytes:
+    out = array("q", ids)
+    if _LITTLE_ENDIAN:
+        out.byteswap()
+    return out.tobytes()
 
 
 def last_purge(using: str = DEFAULT_DB_ALIAS) -> datetime | None:
