@@ -4,7 +4,8 @@ Run: ``python -m benchmarks.retention`` (``--events N``, default 1,000,000; ``--
 
 1. Loads N back-dated ARTIFACT_ACCESSED events (expired under the 2-year rule) with ``record_many``, plus a
    few thousand recent ones, and seals them.
-2. ``verify_audit``'s work (:func:`integrity.verify`): events per second, peak memory.
+2. ``verify_audit``'s work (:func:`integrity.verify`): events per second, peak memory. Baseline in the same run:
+   reading the same rows (every column, a server-side cursor, no hashing), the floor any verification pays.
 3. ``purge_expired_audit``'s work (:func:`retention.purge_expired`) while a second thread calls ``record()`` in a
    loop: expired events deleted per second, the longest purge transaction, the writer's longest wait, peak memory.
    Baseline in the same run: one plain ``DELETE`` of the same number of rows in one transaction (what
@@ -101,6 +102,19 @@ def load(n: int, using: str) -> float:
     return time.perf_counter() - started
 
 
+def read_floor(using: str) -> float:
+    """Seconds to stream every event row through a server-side cursor without looking at it."""
+    from django.db import connections, transaction
+
+    connection = connections[using]
+    started = time.perf_counter()
+    with transaction.atomic(using=using), connection.connection.cursor(name="bench_read_floor") as cursor:
+        cursor.execute("SELECT * FROM observability_audit_event ORDER BY id")
+        while cursor.fetchmany(2000):
+            pass
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -150,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         f"verify: {report.events_checked:,} events in {verify_s:.2f} s = {verify_rate:,.0f} events/s;"
         f" problems {len(report.problems)}; RSS {base_verify:.0f} MB before, peak {verify_memory.peak:.0f} MB"
     )
+
+    read_s = read_floor(using)
+    print(f"baseline plain read of the same rows: {report.events_checked / read_s:,.0f} rows/s")
 
     writer = Writer(using)
     writer.start()
