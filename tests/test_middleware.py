@@ -8,12 +8,13 @@ import threading
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client, override_settings
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.test import Client, RequestFactory, override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
 from observability_app.audit.models import AuditEvent
-from observability_app.middleware import new_id, safe_id
+from observability_app.middleware import ObservabilityMiddleware, new_id, safe_id
 
 from .logcapture import capture_logs
 from .test_example_api import URL, put
@@ -218,3 +219,25 @@ def test_a_forked_child_never_hands_out_its_parents_ids():
         child = set(stream.read().split())
     parent = {new_id() for _ in range(300)}
     assert len(child) == 300 and not child & parent
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: HttpResponse(b"x"),
+        lambda: StreamingHttpResponse(iter([b"a", b"b"])),
+        lambda: JsonResponse({"a": 1}),
+    ],
+)
+def test_id_headers_replace_any_the_view_set_and_reach_the_wire(make):
+    def view(request):
+        response = make()
+        response["x-request-id"] = "from-the-view"  # any spelling: header names are case-insensitive
+        return response
+
+    response = ObservabilityMiddleware(view)(RequestFactory().get("/x", HTTP_X_CORRELATION_ID="abc-123"))
+    wire = [(name.lower(), value) for name, value in response.items()]
+    assert [value for name, value in wire if name == "x-correlation-id"] == ["abc-123"]
+    (request_id,) = [value for name, value in wire if name == "x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert ("X-Request-Id", request_id) in list(response.items())
