@@ -309,3 +309,24 @@ def test_the_fast_digest_path_agrees_with_the_canonical_form(monkeypatch):
 
     monkeypatch.setattr(canonical, "_exact_row_digest", refuse)
     assert integrity.verify(record_run=False).ok
+
+
+def test_a_purge_record_forged_without_the_key_does_not_explain_a_deletion():
+    from datetime import UTC, datetime
+
+    from observability_app.audit.models import AuditPurgeRecord
+
+    events = make_trail(4)
+    seal = AuditSeal.objects.get()
+    with superuser_tampering() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE id = %s", [events[2].pk])
+    removed = events[2].pk.to_bytes(8, "big")
+    AuditPurgeRecord.objects.create(
+        run_id="forged",
+        seal=seal,
+        created_at=datetime.now(UTC),
+        removed=removed,
+        removed_count=1,
+        digest=integrity.purge_digest(seal.digest, "forged", removed, None),  # no key: what an attacker can compute
+    )
+    assert kinds(integrity.verify()) == {("purge_forged", None), ("removed", events[2].pk)}

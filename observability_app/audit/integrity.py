@@ -26,6 +26,7 @@ import hmac
 import logging
 import queue
 import struct
+import sys
 import threading
 from array import array
 from collections.abc import Iterator
@@ -231,19 +232,29 @@ class Report:
 
 
 def _purged_ids(using: str, key: bytes | None, seal_digests: dict[int, str], report: Report) -> dict[int, array]:
-    """Seal id -> sorted ids its purge records say were removed (records that do not verify are reported)."""
-    removed: dict[int, list[int]] = {}
-    for record in AuditPurgeRecord.objects.using(using).order_by("id").iterator(chunk_size=100):
-        blob = bytes(record.removed)
-        seal_digest_ = seal_digests.get(record.seal_id)
-        expected = purge_digest(seal_digest_ or "", record.run_id, blob, key)
-        if seal_digest_ is None or not hmac.compare_digest(expected, record.digest):
-            report.problems.append(Problem("purge_forged", None, f"purge record {record.pk} does not verify"))
+    """Seal id -> sorted ids its purge records say were removed (records that do not verify are reported).
+
+    Held as 8-byte arrays (a million purged ids: 8 MB), decoded from the records in C.
+    """
+    removed: dict[int, array] = {}
+    records = AuditPurgeRecord.objects.using(using).order_by("id")
+    rows = records.values_list("id", "seal_id", "run_id", "removed", "digest").iterator(chunk_size=100)
+    for pk, seal_id, run_id, blob, digest in rows:
+        blob = bytes(blob)
+        seal_digest_ = seal_digests.get(seal_id)
+        expected = purge_digest(seal_digest_ or "", run_id, blob, key)
+        if seal_digest_ is None or not hmac.compare_digest(expected, digest):
+            report.problems.append(Problem("purge_forged", None, f"purge record {pk} does not verify"))
             continue
-        removed.setdefault(record.seal_id, []).extend(
-            int.from_bytes(blob[i : i + 8], "big") for i in range(0, len(blob), 8)
-        )
-    return {seal_id: array("q", sorted(ids)) for seal_id, ids in removed.items()}
+        removed.setdefault(seal_id, array("q")).frombytes(blob[: len(blob) - len(blob) % 8])
+    for seal_id, ids in removed.items():
+        if _LITTLE_ENDIAN:
+            ids.byteswap()  # stored big-endian
+        removed[seal_id] = array("q", sorted(ids))
+    return removed
+
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _contains(ids: array | None, value: int) -> bool:
