@@ -179,12 +179,25 @@ class GunicornServer:
         self.stop()
         raise RuntimeError(f"gunicorn did not answer {wait_path} within {timeout} s:\n{self.output()}")
 
+    def _wait_forked(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if len(self.worker_pids()) == self.workers:
+                return True
+            time.sleep(0.1)
+        return False
+
     def booted_pids(self) -> list[int]:
         """Workers that have loaded the app: each writes its metric files as it does."""
         return [pid for pid in self.worker_pids() if (self.metrics_dir / f"counter_{pid}.db").exists()]
 
     def wait_booted(self, deadline: float) -> bool:
-        """Wait until all workers have loaded the app: one answering worker does not mean the others are up."""
+        """Wait until all workers have loaded the app: one answering worker does not mean the others are up.
+
+        With ``GUNICORN_PRELOAD=1`` the master loaded the app before forking: a forked worker is ready at once (and
+        writes its metric files only when it first counts something).
+        """
+        if self.env.get("GUNICORN_PRELOAD") == "1":
+            return self._wait_forked(deadline)
         while time.monotonic() < deadline:
             pids = self.worker_pids()
             if len(pids) == self.workers and len(self.booted_pids()) == self.workers:
