@@ -46,7 +46,6 @@ def test_every_line_printed_under_a_request_is_json_with_its_context(server_data
     assert {row[0] for row in rows} == {"ARTIFACT_CREATED", "ARTIFACT_ACCESSED"}
 
 
-
 def test_the_batched_access_file_under_gunicorn_loses_no_line_on_a_graceful_stop(server_database, tmp_path):
     """EXAMPLE_ACCESS_LOG: 2 workers batch their access lines; each writes what it holds when it stops."""
     access_log = tmp_path / "access.log"
