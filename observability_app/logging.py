@@ -286,7 +286,8 @@ def _jn(value: Any) -> str:
 
 def _access_head_text() -> str:
     service, environment = _identity()
-    return f'"logger": {_js(ACCESS_LOGGER)}, "service": {_js(service)}, "environment": {_js(environment)}'
+    dumps = _access_dumps  # as the dict path writes them ('' stays '')
+    return f'"logger": {dumps(ACCESS_LOGGER)}, "service": {dumps(service)}, "environment": {dumps(environment)}'
 
 
 _head_cache: list[str] = []
