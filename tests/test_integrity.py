@@ -330,3 +330,13 @@ def test_a_purge_record_forged_without_the_key_does_not_explain_a_deletion():
         digest=integrity.purge_digest(seal.digest, "forged", removed, None),  # no key: what an attacker can compute
     )
     assert kinds(integrity.verify()) == {("purge_forged", None), ("removed", events[2].pk)}
+
+
+@pytest.mark.parametrize("odd", ["unit \x1f separator", "literal \\u001f escape", "both \x1f\\u001f"])
+def test_values_with_unit_separators_and_literal_escapes_verify_and_their_changes_are_found(odd):
+    events = [audit.record("ARTIFACT_ACCESSED", {**ACCESS, "reader": odd}, subject=odd, actor=odd) for _ in range(2)]
+    integrity.seal()
+    assert integrity.verify().ok
+    with superuser_tampering() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET actor = %s WHERE id = %s", [odd + "\x1f", events[1].pk])
+    assert kinds(integrity.verify()) == {("changed", events[1].pk)}
