@@ -297,23 +297,23 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run:
     seen_late: set[int] = set()
     leaves = _SealLeaves(using, seal_rows, purged, report)
     row_digests = RowDigester(key)
-    lpk, leaf = leaves.lpk, leaves.leaf
+    lpk, leaf, upcoming, last_id = _BEYOND, b"", iter(()), -1
     for rows in _stream_chunks(using, chunk_size):
         report.events_checked += len(rows)
         for row, content in zip(rows, row_digests(rows), strict=True):
             pk = row[0]
-            if pk > leaves.last_id or pk > lpk:  # past this seal, or leaves of it whose event is gone
-                lpk, leaf = leaves.advance(pk)
+            if pk > last_id or pk > lpk:  # past this seal, or leaves of it whose event is gone
+                lpk, leaf, upcoming, last_id = leaves.advance(pk, lpk, leaf)
             stored = row[-1]
             if pk == lpk:
                 if content != stored:
                     report.problems.append(Problem("changed", pk, "content does not give its stored digest"))
                 elif leaf.hex() != stored:
                     report.problems.append(Problem("changed", pk, "digest differs from the sealed one"))
-                lpk, leaf = leaves.next_leaf()
+                lpk, leaf = next(upcoming, _NO_LEAF)
             else:
                 _check_unexpected(pk, stored, content == stored, late, seen_late, report, last_sealed, last_seal_first)
-    leaves.advance(_BEYOND)
+    leaves.advance(_BEYOND, lpk, leaf)
     # Late leaves whose event is gone.
     for pk, (_leaf, seal_id) in late.items():
         if pk not in seen_late and not _contains(purged.get(seal_id), pk):
@@ -338,11 +338,15 @@ def _blob(using: str, seal_id: int) -> bytes:
 _BEYOND = 1 << 63  # above every bigint id
 
 
+_NO_LEAF = (_BEYOND, b"")
+
+
 class _SealLeaves:
     """Walks the seals' in-range leaves in id order beside the event stream; reports leaves left without an event.
 
-    ``last_id`` is the current seal's range end; ``lpk, leaf`` the next leaf not yet matched (``_BEYOND`` when this
-    seal has none left). Only one seal's leaves are in memory.
+    The caller holds the hot state (the next unmatched leaf ``lpk, leaf``, the iterator of the seal's further
+    leaves, the seal's range end) in locals and hands it back to :meth:`advance` at seal boundaries and gaps. Only
+    one seal's leaves are in memory.
     """
 
     def __init__(self, using: str, seal_rows: list[tuple], purged: dict[int, array], report: Report) -> None:
@@ -351,30 +355,31 @@ class _SealLeaves:
         self.seal_id: int | None = None
         self.last_id = -1
         self._leaves: Iterator[tuple[int, bytes]] = iter(())
-        self.lpk, self.leaf = _BEYOND, b""
 
-    def next_leaf(self) -> tuple[int, bytes]:
-        self.lpk, self.leaf = next(self._leaves, (_BEYOND, b""))
-        return self.lpk, self.leaf
-
-    def advance(self, pk: int) -> tuple[int, bytes]:
-        """Move to the leaf for event ``pk``: leaves passed over are removed events, unless a purge took them."""
+    def advance(self, pk: int, lpk: int, leaf: bytes) -> tuple[int, bytes, Iterator[tuple[int, bytes]], int]:
+        """Move to the leaf for event ``pk``: leaves passed over are removed events, unless a purge took them.
+        Returns the next leaf, the iterator of the ones after it, and the current seal's range end."""
+        leaves = self._leaves
         while True:
-            while self.lpk < pk and self.lpk <= self.last_id:
-                self._gone(self.lpk)
-                self.next_leaf()
+            while lpk < pk and lpk <= self.last_id:
+                self._gone(lpk)
+                lpk, leaf = next(leaves, _NO_LEAF)
             if pk <= self.last_id:
-                return self.lpk, self.leaf
-            while self.lpk != _BEYOND:  # a forged seal's leaves beyond its range
-                self._gone(self.lpk)
-                self.next_leaf()
+                return lpk, leaf, leaves, self.last_id
+            while lpk != _BEYOND:  # a forged seal's leaves beyond its range
+                self._gone(lpk)
+                lpk, leaf = next(leaves, _NO_LEAF)
             row = next(self.seals, None)
             if row is None:
                 self.last_id = _BEYOND
-                return self.lpk, self.leaf
+                return lpk, leaf, leaves, self.last_id
             self.seal_id, first_id, self.last_id = row[0], row[1], row[2]
-            self._leaves = (item for item in iter_leaves(_blob(self.using, self.seal_id)) if item[0] >= first_id)
-            self.next_leaf()
+            blob = _blob(self.using, self.seal_id)
+            skip = 0  # the late leaves come first (sorted by id, below first_id): pass 1 took them
+            while skip + LEAF <= len(blob) and struct.unpack_from(">q", blob, skip)[0] < first_id:
+                skip += LEAF
+            self._leaves = leaves = iter_leaves(blob[skip:])
+            lpk, leaf = next(leaves, _NO_LEAF)
 
     def _gone(self, pk: int) -> None:
         if not _contains(self.purged.get(self.seal_id), pk):
