@@ -3,8 +3,9 @@
 Measured in one run, with the baselines measured the same way in the same run:
 
 1. ``observe_request()`` per call, against an empty function with the same signature;
-2. the middleware through Django's WSGI handler (trivial view): bare Django, the app's middleware with metrics off,
-   with metrics on; the logging issue's target is an added cost of at most 25 us per request;
+2. the middleware through Django's WSGI handler (trivial view), with benchmarks.middleware's paired rounds over the
+   example project's middleware stack: bare, the app with metrics off, with metrics on (access lines to a file);
+   the logging issue's target is an added cost of at most 25 us per request;
 3. a /metrics scrape through the WSGI handler with the whole bucket catalog populated (64 bucket bins x every label
    value of every catalog metric, plus HTTP and database series), single process: target at most 50 ms; baseline
    prometheus_client's ``generate_latest`` of the same metrics;
@@ -35,6 +36,8 @@ def _django(database: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
     os.environ["DATABASE_URL"] = database
     os.environ.setdefault("EXAMPLE_VAR_DIR", tempfile.mkdtemp(prefix="bench-var-"))
+    # The access lines of the middleware rounds go to a (batched) file, as in benchmarks.middleware.
+    os.environ.setdefault("EXAMPLE_ACCESS_LOG", os.path.join(os.environ["EXAMPLE_VAR_DIR"], "access.log"))
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -45,24 +48,6 @@ def _migrate() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
-
-
-# -- the trivial view the middleware benchmark calls ------------------------------------------------------------------
-
-
-def _ok(request):
-    from django.http import HttpResponse
-
-    return HttpResponse(b"ok")
-
-
-def _urlpatterns():
-    from django.urls import path
-
-    return [path("bench/ok", _ok)]
-
-
-urlpatterns: list = []
 
 
 def _environ(path: str) -> dict:
@@ -89,15 +74,6 @@ def _start_response(status, headers, exc_info=None):
     return None
 
 
-def _per_request_us(handler, path: str, count: int) -> float:
-    """Microseconds per request over ``count`` requests."""
-    started = time.perf_counter()
-    for _ in range(count):
-        response = handler(_environ(path), _start_response)
-        response.close()
-    return (time.perf_counter() - started) / count * 1e6
-
-
 def bench_observe_request() -> dict:
     from observability_app.metrics import observe_request
 
@@ -119,35 +95,22 @@ def bench_observe_request() -> dict:
 
 
 def bench_middleware() -> dict:
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.test import override_settings
+    """benchmarks.middleware's paired rounds: the example stack bare, with the app and metrics off, and on."""
+    from . import middleware
 
-    global urlpatterns
-    urlpatterns = _urlpatterns()
-    variants = {
-        "bare_django": ([], {}),
-        "middleware_metrics_off": (
-            ["observability_app.middleware.ObservabilityMiddleware"],
-            {"METRICS_ENABLED": False},
-        ),
-        "middleware_metrics_on": (["observability_app.middleware.ObservabilityMiddleware"], {}),
+    bare = middleware.build_handler(False)
+    metrics_off = middleware.build_handler(True, metrics=False)
+    metrics_on = middleware.build_handler(True)  # built last: metrics stay enabled for the scrapes below
+    _, added_off, _ = middleware.paired(bare, metrics_off, 11, 2000)
+    bare_us_on, added_on, quartiles = middleware.paired(bare, metrics_on, 11, 2000)
+    return {
+        "bare_django": round(bare_us_on, 2),
+        "added_us_metrics_off": round(added_off, 2),
+        "added_us_metrics_on": round(added_on, 2),
+        "added_us_metrics_on_quartiles": [round(value, 2) for value in (quartiles[0], quartiles[2])],
+        "added_us_by_metrics": round(added_on - added_off, 2),
+        "throughput_ratio": round(bare_us_on / (bare_us_on + added_on), 3),
     }
-    handlers = {}
-    for name, (middleware, options) in variants.items():
-        with override_settings(MIDDLEWARE=middleware, ROOT_URLCONF=__name__, OBSERVABILITY=options, DEBUG=False):
-            handlers[name] = WSGIHandler()
-            _per_request_us(handlers[name], "/bench/ok", 500)  # warm up
-    # Rounds interleave the variants so that a noisy neighbour on the machine hits them alike; best round wins.
-    best = dict.fromkeys(variants, float("inf"))
-    for _ in range(9):
-        for name, (middleware, options) in variants.items():
-            with override_settings(MIDDLEWARE=middleware, ROOT_URLCONF=__name__, OBSERVABILITY=options, DEBUG=False):
-                best[name] = min(best[name], _per_request_us(handlers[name], "/bench/ok", 1500))
-    results = {name: round(value, 2) for name, value in best.items()}
-    results["added_us_metrics_on"] = round(results["middleware_metrics_on"] - results["bare_django"], 2)
-    results["added_us_by_metrics"] = round(results["middleware_metrics_on"] - results["middleware_metrics_off"], 2)
-    results["throughput_ratio"] = round(results["bare_django"] / results["middleware_metrics_on"], 3)
-    return results
 
 
 def populate_catalog() -> int:

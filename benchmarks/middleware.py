@@ -50,10 +50,16 @@ def urlconf():
     return [path("bench/<str:bucket>/ping", ping)]
 
 
-def build_handler(with_app: bool):
+def build_handler(with_app: bool, *, metrics: bool = True):
+    """A WSGI handler over the example project's middleware stack, with or without ours first.
+
+    The URLconf is the project's plus the benchmark's view (``bench/<bucket>/ping``), so that /metrics and the rest
+    keep working for benchmarks that go on after this one in the same process.
+    """
     from django.conf import settings
     from django.core.handlers.wsgi import WSGIHandler
     from django.test.utils import override_settings
+    from django.urls import include, path
 
     ours = "observability_app.middleware.ObservabilityMiddleware"
     middleware = [m for m in settings.MIDDLEWARE if m != ours]
@@ -61,15 +67,34 @@ def build_handler(with_app: bool):
         middleware = [ours, *middleware]
     if "bench_urls" not in sys.modules:
         module = type(sys)("bench_urls")
-        module.urlpatterns = urlconf()
+        module.urlpatterns = [*urlconf(), path("", include(settings.ROOT_URLCONF))]
         sys.modules["bench_urls"] = module
-    settings.ROOT_URLCONF = "bench_urls"  # both handlers resolve requests with it
+    settings.ROOT_URLCONF = "bench_urls"  # every handler resolves requests with it
     with override_settings(
         MIDDLEWARE=middleware,
-        OBSERVABILITY={**settings.OBSERVABILITY, "METRICS_ENABLED": True, "TRACING_ENABLED": False},
+        OBSERVABILITY={**settings.OBSERVABILITY, "METRICS_ENABLED": metrics, "TRACING_ENABLED": False},
     ):
         handler = WSGIHandler()
     return handler
+
+
+def paired(base, other, rounds: int, requests: int) -> tuple[float, float, list[float]]:
+    """Paired rounds of ``base`` and ``other`` in alternating order.
+
+    Returns the median microseconds per request of ``base``, the median of the pairs' differences (what ``other``
+    adds) and that difference's quartiles.
+    """
+    run(base, 500)
+    run(other, 500)
+    base_times, added_times = [], []
+    for index in range(rounds):
+        if index % 2:
+            other_s, base_s = run(other, requests), run(base, requests)
+        else:
+            base_s, other_s = run(base, requests), run(other, requests)
+        base_times.append(base_s * 1e6)
+        added_times.append((other_s - base_s) * 1e6)
+    return statistics.median(base_times), statistics.median(added_times), statistics.quantiles(added_times, n=4)
 
 
 def environ(i: int) -> dict:
@@ -113,27 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     access_log = os.path.join(tempfile.mkdtemp(prefix="obs-mw-log-"), "access.log")
     setup(access_log)
     bare, app = build_handler(False), build_handler(True)
-    run(bare, 500)
-    run(app, 500)
-    bare_times, app_times, added_times = [], [], []
-    for index in range(args.rounds):
-        # Paired rounds, in alternating order: a slow spell of the machine hits both sides of a pair.
-        if index % 2:
-            app_s, bare_s = run(app, args.requests), run(bare, args.requests)
-        else:
-            bare_s, app_s = run(bare, args.requests), run(app, args.requests)
-        bare_times.append(bare_s)
-        app_times.append(app_s)
-        added_times.append(app_s - bare_s)
-    bare_us = statistics.median(bare_times) * 1e6
-    app_us = statistics.median(app_times) * 1e6
-    added = statistics.median(added_times) * 1e6
-    quartiles = statistics.quantiles([t * 1e6 for t in added_times], n=4)
-    ratio = bare_us / (bare_us + added)
+    bare_us, added, quartiles = paired(bare, app, args.rounds, args.requests)
+    app_us = bare_us + added
+    ratio = bare_us / app_us
     logging.shutdown()  # writes what the access file's last batch holds
     with open(access_log, encoding="utf-8") as stream:
         lines = sum(1 for _ in stream)
-    expected = 500 + args.rounds * args.requests
+    expected = 500 + args.rounds * args.requests  # the warm-up included
     print(f"middleware benchmark: {args.rounds} paired rounds x {args.requests} requests")
     print(f"access lines written: {lines} of {expected} requests")
     print(f"{'':<22}{'us/request':>12}{'requests/s':>12}")
