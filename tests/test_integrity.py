@@ -165,6 +165,19 @@ def test_late_commits_are_sealed_later_not_ignored():
     assert report.ok and report.unsealed == 0 and report.events_checked == 3
 
 
+def test_a_late_commit_in_the_gap_before_a_seals_first_event_is_sealed_later():
+    first = audit.record("ARTIFACT_ACCESSED", ACCESS)
+    integrity.seal()
+    insert_with_id(first.pk + 5)  # committed while ids first+1 .. first+4 are still in open transactions
+    integrity.seal()
+    insert_with_id(first.pk + 2)  # one of those commits now, below the first event the second seal read
+    report = integrity.verify()
+    assert report.ok and report.unsealed == 1
+    assert integrity.seal().late == 1
+    report = integrity.verify()
+    assert report.ok and report.unsealed == 0 and report.events_checked == 3
+
+
 def test_seals_chain_and_log_their_digest(caplog):
     make_trail(3)
     audit.record("ARTIFACT_ACCESSED", ACCESS)

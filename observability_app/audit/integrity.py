@@ -114,7 +114,9 @@ def seal(*, using: str = DEFAULT_DB_ALIAS, max_events: int | None = None, now: d
             if not rows and not late:
                 return result
             leaves = pack_leaves(rows + late)
-            first_id = rows[0][0] if rows else start
+            # The range starts where the previous one ended, not at the first event read: ids below that event may
+            # still be in open transactions, and the next seal looks for late commits inside this range only.
+            first_id = start
             last_id = rows[-1][0] if rows else start - 1
             count = len(rows) + len(late)
             prev_digest = previous.digest if previous else ""
