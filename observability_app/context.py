@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -78,18 +78,12 @@ def _unevaluated(user: Any) -> bool:
 _current: ContextVar[ObservabilityContext | None] = ContextVar("observability_context", default=None)
 
 
-def current() -> ObservabilityContext | None:
-    """The bound context, or None outside any request or job."""
-    return _current.get()
-
-
-def bind(ctx: ObservabilityContext) -> Token:
-    """Bind ``ctx`` and return the token that :func:`unbind` takes."""
-    return _current.set(ctx)
-
-
-def unbind(token: Token) -> None:
-    _current.reset(token)
+#: ``current()``: the bound context, or None outside any request or job.
+#: ``bind(ctx)``: bind ``ctx``; returns the token that ``unbind(token)`` takes to restore what was bound before.
+#: They are the ContextVar's own methods (no Python frame of ours): every request and every log line calls them.
+current: Callable[[], ObservabilityContext | None] = _current.get
+bind: Callable[[ObservabilityContext], Token] = _current.set
+unbind: Callable[[Token], None] = _current.reset
 
 
 @contextlib.contextmanager

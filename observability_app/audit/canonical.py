@@ -55,6 +55,10 @@ def _normalize(value: Any, depth: int) -> Any:
                 raise _PathError(f"has a key {key!r} that is not a string")
             if "\x00" in key:
                 raise _PathError("has a key with a NUL character")
+            kind = type(item)
+            if (kind is str and "\x00" not in item) or kind is int or kind is bool or item is None:
+                out[key] = item  # the common leaves, without a call per value
+                continue
             try:
                 out[key] = _normalize(item, depth + 1)
             except _PathError as exc:
@@ -64,6 +68,10 @@ def _normalize(value: Any, depth: int) -> Any:
     if isinstance(value, list | tuple):
         out_list = []
         for index, item in enumerate(value):
+            kind = type(item)
+            if (kind is str and "\x00" not in item) or kind is int or kind is bool or item is None:
+                out_list.append(item)
+                continue
             try:
                 out_list.append(_normalize(item, depth + 1))
             except _PathError as exc:
