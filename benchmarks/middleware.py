@@ -1,6 +1,8 @@
 """Per-request cost of ``ObservabilityMiddleware``, in-process through Django's WSGI handler.
 
-Run: ``python -m benchmarks.middleware`` (``--requests N``, ``--rounds N``).
+Run: ``python -m benchmarks.middleware`` (``--requests N``, ``--rounds N``); ``--instructions`` counts machine
+instructions per request under valgrind's callgrind instead (about 10 minutes): a figure that does not move with
+the machine's load, where the timings of a shared VM swing by a third between rounds.
 
 Two handlers in one process, same project, same view (a tiny JSON response on a routed URL):
 - bare Django: the example project's middleware stack without ours;
@@ -129,12 +131,69 @@ def run(handler, n: int) -> float:
     return (time.perf_counter() - started) / n
 
 
+def _child(mode: str, count: int) -> int:
+    """Under valgrind: set up, warm up, then ``count`` requests of one handler (``bare`` or ``app``)."""
+    setup(os.path.join(tempfile.mkdtemp(prefix="obs-mw-log-"), "access.log"))
+    handler = build_handler(mode == "app")
+    run(handler, 200)
+    if count:
+        run(handler, count)
+    return 0
+
+
+def instructions(requests: int) -> int:
+    """Machine instructions per request, bare and with the app, counted by callgrind: the same on every run.
+
+    Each handler runs twice under ``valgrind --tool=callgrind``, once with no timed requests and once with
+    ``requests``; the difference divided by ``requests`` is the cost of a request without set-up or warm-up.
+    """
+    import re
+    import subprocess
+
+    counts = {}
+    for mode in ("bare", "app"):
+        totals = []
+        for count in (0, requests):
+            out = subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--callgrind-out-file=/dev/null",
+                    sys.executable,
+                    "-m",
+                    "benchmarks.middleware",
+                    "--child",
+                    mode,
+                    str(count),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stderr
+            totals.append(int(re.search(r"Collected : (\d+)", out).group(1)))
+        counts[mode] = (totals[1] - totals[0]) / requests
+    added = counts["app"] - counts["bare"]
+    print(
+        f"instructions per request (callgrind, {requests} requests): bare Django {counts['bare']:,.0f},"
+        f" with observability {counts['app']:,.0f}, added {added:,.0f}; ratio {counts['bare'] / counts['app']:.3f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per handler per round")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count machine instructions per request under valgrind instead"
+    )
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child[0], int(args.child[1]))
+    if args.instructions:
+        return instructions(args.requests)
     access_log = os.path.join(tempfile.mkdtemp(prefix="obs-mw-log-"), "access.log")
     setup(access_log)
     bare, app = build_handler(False), build_handler(True)
