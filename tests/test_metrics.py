@@ -598,3 +598,30 @@ def test_multiprocess_files_add_up_and_fold_when_a_worker_dies(tmp_path):
     second = TextWriter()
     reader.write(second)
     assert total(parse(second.encode().decode()), "mp_requests_total") == 63
+
+
+def _manage_check(tmp_path, multiproc_dir: str) -> subprocess.CompletedProcess:
+    from tests.servers import server_env
+
+    env = server_env(f"sqlite:///{tmp_path}/db.sqlite3", tmp_path, PROMETHEUS_MULTIPROC_DIR=multiproc_dir)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_missing_multiprocess_directory_is_created_before_the_first_metric(tmp_path):
+    """``manage.py migrate`` with the variable exported for gunicorn, before gunicorn made the directory."""
+    directory = tmp_path / "not" / "yet" / "there"
+    result = _manage_check(tmp_path, str(directory))
+    assert result.returncode == 0, result.stderr
+    assert directory.is_dir() and any(name.endswith(".db") for name in os.listdir(directory))
+
+
+def test_a_multiprocess_directory_that_cannot_be_made_stops_start_up_with_its_name(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = _manage_check(tmp_path, str(blocker / "metrics"))
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: PROMETHEUS_MULTIPROC_DIR=")
+    assert f"{str(blocker / 'metrics')!r} does not exist and cannot be created (Not a directory)" in last_line

@@ -36,10 +36,41 @@ def setup() -> None:
     """Create the metrics and connect the database and audit hooks when ``METRICS_ENABLED`` (idempotent)."""
     from ..conf import on_reload
 
+    if is_enabled():
+        _prepare_multiprocess_directory()
     if not _state["hooked"]:
         on_reload(_on_settings_change)
         _state["hooked"] = True
     _apply(is_enabled())
+
+
+def _prepare_multiprocess_directory() -> None:
+    """Create ``PROMETHEUS_MULTIPROC_DIR`` when it is set but missing, before the first metric opens a file in it.
+
+    prometheus_client would fail on the first metric with a bare ``FileNotFoundError`` (for example under
+    ``manage.py migrate`` run with the variable exported for gunicorn). A directory that cannot be made or written
+    stops start-up with a message that names the variable.
+    """
+    import os
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .multiprocess import directory
+
+    path = directory()
+    if not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR={path!r} does not exist and cannot be created ({exc.strerror}): point it to a "
+            "writable local directory, one per gunicorn master, or unset it for single-process servers"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR={path!r} is not writable by this process: metrics could not be recorded"
+        )
 
 
 def _apply(enabled: bool) -> None:
