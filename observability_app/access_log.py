@@ -149,7 +149,7 @@ class AccessLogHandler(logging.FileHandler):
                 continue
             created, level, message, ctx, fields = item
             try:
-                lines.append(formatter.access_line(created, _level_name(level), message, ctx, fields))
+                lines.append(formatter.access_line(created, _level_name(level), message, ctx, fields, live=False))
             except Exception:
                 self.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": message, "levelno": level}))
         if self.stream is None:

@@ -136,15 +136,19 @@ class JsonFormatter(_BaseJsonFormatter):
             return _access_dumps(self.access_fields(record.created, record.levelname, record.msg, ctx, fields))
         return self.access_line(record.created, record.levelname, record.msg, ctx, fields)
 
-    def access_line(self, created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any]) -> str:
+    def access_line(
+        self, created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any], *, live: bool = True
+    ) -> str:
         """The access line of ``fields`` (exactly :data:`ACCESS_FIELDS`), assembled as a string.
 
         Every string value goes through json's own C string encoder and the constant part (logger, service,
         environment) is cached: about half the cost of a dict through the encoder, on every request. The middleware
-        passes sanitized values only, so no redaction pass is needed here.
+        passes sanitized values only, so no redaction pass is needed here. ``live=False`` (a line formatted later,
+        with its batch, possibly in another request's thread) takes the trace ids from the context alone, never
+        from the span that is current when it is formatted.
         """
         trace_id, span_id = ctx.trace_id, ctx.span_id
-        if not trace_id and _tracing_on():
+        if not trace_id and live and _tracing_on():
             trace_id, span_id = _trace_ids()
         enc = _encode_str
         try:  # every value here is a str or empty; anything else takes the dict path below
@@ -170,17 +174,17 @@ class JsonFormatter(_BaseJsonFormatter):
                 f'"user_agent": {"null" if agent is None else enc(agent)}}}'
             )
         except TypeError:
-            return _access_dumps(self.access_fields(created, levelname, message, ctx, fields))
+            return _access_dumps(self.access_fields(created, levelname, message, ctx, fields, live=live))
 
     def access_fields(
-        self, created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any]
+        self, created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any], *, live: bool = True
     ) -> dict[str, Any]:
         """The access line as a dict; ``fields`` is the record's ``__dict__`` or the middleware's fields."""
         service, environment = _identity()
         trace_id = span_id = None
         if ctx is not None:
             trace_id, span_id = ctx.trace_id or None, ctx.span_id or None
-            if trace_id is None and _tracing_on():
+            if trace_id is None and live and _tracing_on():
                 trace_id, span_id = (value or None for value in _trace_ids())
         data = {
             "timestamp": format_timestamp(created),

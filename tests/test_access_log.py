@@ -240,3 +240,22 @@ def test_requests_through_a_batching_access_file(client, tmp_path):
         assert line["route"] == "api/v1/buckets/<name:bucket>/artifacts/<name:name>/<name:version>"
         assert set(FIELDS) | set(ACCESS_FIELDS) - {"bytes"} <= set(line)
     assert "tenant" not in first and second["tenant"] == "acme"
+
+
+def test_a_batched_line_never_takes_the_trace_of_the_request_that_writes_the_batch(tmp_path, monkeypatch):
+    """The batch is written in whichever thread fills it: a line without trace ids must not borrow that span's."""
+    import observability_app.logging as json_logging
+
+    monkeypatch.setattr(json_logging, "_tracing_on", lambda: True)
+    monkeypatch.setattr(json_logging, "_trace_ids", lambda: ("f" * 32, "e" * 16))  # another request's live span
+    formatter = JsonFormatter()
+    assert json.loads(formatter.access_line(0.0, "INFO", "m", _ctx(), _fields()))["trace_id"] == "f" * 32
+    handler = _handler(tmp_path, buffer_lines=2, flush_seconds=60)
+    try:
+        handler.write_access(logging.INFO, "untraced", _ctx(), _fields())
+        handler.write_access(logging.INFO, "traced", _ctx(trace_id="a" * 32, span_id="b" * 16), _fields())
+    finally:
+        handler.close()
+    untraced, traced = _lines(tmp_path)
+    assert (untraced["trace_id"], untraced["span_id"]) == (None, None)
+    assert (traced["trace_id"], traced["span_id"]) == ("a" * 32, "b" * 16)
