@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import random
 import re
 from time import perf_counter
@@ -26,33 +25,13 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from . import context
 from .access_log import access_record, direct_writer
 from .conf import settings
+from .ids import new_id
 from .logging import ACCESS_LOGGER
 from .redaction import redact_headers
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]+")
 UNMATCHED_ROUTE = "<unmatched>"
 _LEVELS = (logging.INFO, logging.WARNING, logging.ERROR)
-
-
-_ids: list[str] = []
-_IDS_PER_READ = 256
-
-
-def new_id() -> str:
-    """A fresh request/correlation id: 128 random bits from ``os.urandom`` as 32 hex digits.
-
-    The random bytes are read 256 ids at a time (one system call instead of one per request); ``list.pop`` hands
-    each out once across threads, and a forked child (a gunicorn worker) starts with none of its parent's.
-    """
-    try:
-        return _ids.pop()
-    except IndexError:
-        block = os.urandom(16 * _IDS_PER_READ).hex()
-        _ids.extend(block[i : i + 32] for i in range(32, len(block), 32))
-        return block[:32]
-
-
-os.register_at_fork(after_in_child=_ids.clear)
 
 
 def safe_id(value: str | None, max_length: int = 128) -> str | None:

@@ -12,8 +12,6 @@ PostgreSQL and ``executemany`` on SQLite.
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from django.dispatch import Signal
 
 from .. import context as obs_context
 from ..conf import settings
+from ..ids import time_ordered_id
 from . import registry
 from .canonical import DIGEST_FIELDS, EVENT_COLUMNS, encode_payload, event_digest, normalize_payload, signing_key
 from .exceptions import InvalidAuditEvent, MissingPayloadFields, PayloadTooLarge
@@ -117,18 +116,6 @@ class _Defaults:
             self.context["trace_id"], self.context["span_id"] = _text(trace_id, "trace_id"), _text(span_id, "span_id")
 
 
-def _new_event_id() -> str:
-    """A time-ordered UUID (version 7 layout: 48-bit Unix milliseconds, then random bits) as 32 hex digits.
-
-    Time order keeps inserts into the unique index on ``event_id`` at its right edge instead of scattered over
-    random pages, which is what makes bulk recording fast; 74 random bits keep ids unguessable and unique.
-    """
-    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
-    raw[6] = (raw[6] & 0x0F) | 0x70
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw.hex()
-
-
 def build_row(
     event_type: str,
     payload: Mapping[str, Any] | None = None,
@@ -173,7 +160,7 @@ def build_row(
     row["source"] = _text(source or defaults.source or "command", "source")
     row["service"] = defaults.service
     row["environment"] = defaults.environment
-    event_id = _new_event_id()
+    event_id = time_ordered_id()
     row["event_id"] = event_id
     row["occurred_at"] = occurred_at
     row["payload"] = normalized
