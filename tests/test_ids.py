@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 import uuid
 
@@ -32,6 +34,33 @@ def test_the_random_part_uses_every_value_of_its_nibbles():
     assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
 
 
-def test_request_ids_are_128_random_bits_in_hex():
-    ids = {new_id() for _ in range(3000)}
-    assert len(ids) == 3000 and all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
+def test_new_ids_are_unique_hex_across_threads_and_refills():
+    ids: list[str] = []
+
+    def take() -> None:
+        ids.extend(new_id() for _ in range(1500))  # several refills of the pool per thread
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ids) == 6000 and len(set(ids)) == 6000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
+
+
+def test_a_forked_child_never_hands_out_its_parents_ids():
+    new_id()  # the pool is filled in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, " ".join(new_id() for _ in range(300)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as stream:
+        child = set(stream.read().split())
+    parent = {new_id() for _ in range(300)}
+    assert len(child) == 300 and not child & parent

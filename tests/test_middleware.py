@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 
 import pytest
 from django.contrib.auth.models import User
@@ -14,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from observability_app.audit.models import AuditEvent
-from observability_app.middleware import ObservabilityMiddleware, new_id, safe_id
+from observability_app.middleware import ObservabilityMiddleware, safe_id
 
 from .logcapture import capture_logs
 from .test_example_api import URL, put
@@ -187,38 +185,6 @@ def test_async_requests_get_context_too():
     assert response["X-Correlation-Id"] == "async-1" and missing.status_code == 404
     (access,) = logs.access()
     assert access["correlation_id"] == "async-2" and access["route"] == "<unmatched>"
-
-
-def test_new_ids_are_unique_hex_across_threads_and_refills():
-    ids: list[str] = []
-
-    def take() -> None:
-        ids.extend(new_id() for _ in range(1500))  # several refills of the pool per thread
-
-    threads = [threading.Thread(target=take) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(ids) == 6000 and len(set(ids)) == 6000
-    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
-
-
-def test_a_forked_child_never_hands_out_its_parents_ids():
-    new_id()  # the pool is filled in the parent
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.write(write, " ".join(new_id() for _ in range(300)).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    with os.fdopen(read) as stream:
-        child = set(stream.read().split())
-    parent = {new_id() for _ in range(300)}
-    assert len(child) == 300 and not child & parent
 
 
 @pytest.mark.parametrize(
