@@ -55,6 +55,20 @@ def _in(ip: str, networks: tuple[Any, ...]) -> bool:
     return any(address in network for network in networks)
 
 
+def _body_size(response: Any) -> int | None:
+    """Bytes of a non-streaming body; None for streaming responses (their size is unknown until sent).
+
+    ``Content-Length`` when a middleware set it (Django's CommonMiddleware does): ``response.content`` would join
+    the body into one new bytes object, a copy of the whole body, only to measure it.
+    """
+    if response.streaming:
+        return None
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isdigit():
+        return int(length)
+    return len(response.content)
+
+
 def _set_id_headers(response: Any, request_id: str, correlation_id: str) -> None:
     """``X-Request-Id`` and ``X-Correlation-Id`` on the response.
 
@@ -233,7 +247,7 @@ class ObservabilityMiddleware:
             "path": request.get_full_path() if self._with_query else request.path,
             "status_code": status,
             "duration_ms": round(duration * 1000, 3),
-            "bytes": None if response.streaming else len(response.content),
+            "bytes": _body_size(response),
             "outcome": "success" if status < 400 else "error",
             "user_agent": ctx.user_agent or None,
         }

@@ -207,3 +207,24 @@ def test_id_headers_replace_any_the_view_set_and_reach_the_wire(make):
     (request_id,) = [value for name, value in wire if name == "x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
     assert ("X-Request-Id", request_id) in list(response.items())
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: HttpResponse(b"x" * 1000), 1000),  # no Content-Length set by anyone: measured
+        (lambda: _with_length(HttpResponse(b""), "1000"), 1000),  # what the header says goes on the wire
+        (lambda: _with_length(HttpResponse(b"abc"), "not-a-number"), 3),  # a hostile header is not believed
+        (lambda: StreamingHttpResponse(iter([b"a"])), None),
+    ],
+)
+def test_access_line_bytes(make, expected):
+    with capture_logs() as logs:
+        ObservabilityMiddleware(lambda request: make())(RequestFactory().get("/x"))
+    (line,) = logs.access()
+    assert line["bytes"] == expected
+
+
+def _with_length(response, value):
+    response["Content-Length"] = value
+    return response
