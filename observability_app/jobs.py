@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from . import context
+from .ids import new_id
 from .logging import JOB_LOGGER
-from .middleware import new_id, safe_id
+from .middleware import safe_id
 
 KEY = "_observability"
 logger = logging.getLogger(JOB_LOGGER)
