@@ -9,7 +9,7 @@ The access line is written on every request, so its cost is the middleware's cos
   holds ``buffer_lines`` lines, when a WARNING or worse line arrives (4xx/5xx are never held back), at the latest
   ``flush_seconds`` after its first line (a background thread), and when logging shuts down. When the access
   logger's only handler is one of these with our formatter, the middleware hands it the line's values directly
-  (:meth:`AccessLogHandler.write_access`) and the line is formatted with the rest of its batch.
+  (:meth:`AccessLogHandler.write_access`): no ``LogRecord``, no handler chain, the line goes into the batch.
 
 What a batch holds is lost if the process is killed outright (SIGKILL, OOM): at most ``buffer_lines`` lines or
 ``flush_seconds`` of successes. ``buffer_lines=1`` writes every line at once, like ``logging.FileHandler``.
@@ -106,7 +106,7 @@ class AccessLogHandler(logging.FileHandler):
         super().__init__(filename, mode, encoding, delay, errors)
         self.buffer_lines = int(buffer_lines)
         self.flush_seconds = float(flush_seconds)
-        self._pending: list[Any] = []  # formatted lines (str) and the middleware's values (tuple), in order
+        self._pending: list[str] = []  # formatted lines, in order
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         _handlers.add(self)
@@ -124,43 +124,44 @@ class AccessLogHandler(logging.FileHandler):
         self._add(line, record.levelno)
 
     def write_access(self, level: int, message: str, ctx: Any, fields: dict[str, Any]) -> None:
-        """The middleware's path: the line's values, formatted later with the rest of the batch."""
-        self._add((time.time(), level, message, ctx, fields), level)
+        """The middleware's path: the line made from its values at once, written with the rest of the batch.
 
-    def _add(self, item: Any, level: int) -> None:
+        Formatted now, not at write time: a pending line must hold nothing but its text. Holding the context
+        would hold the request with it (``ctx.user`` is the lazy ``request.user``, whose closure is the request),
+        so a batch of 256 request graphs would outlive their requests into the collector's oldest generation and
+        cost a full collection each time a batch let go of them. The trace ids are the context's (the
+        middleware put them there), never a lookup of whichever span is current.
+        """
+        try:
+            line = self.formatter.access_line(time.time(), _level_name(level), message, ctx, fields, live=False)
+        except Exception:
+            self.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": message, "levelno": level}))
+            return
+        self._add(line, level)
+
+    def _add(self, line: str, level: int) -> None:
         with self.lock:
             pending = self._pending
-            pending.append(item)
+            pending.append(line)
             if len(pending) >= self.buffer_lines or level >= logging.WARNING:
                 self._write_pending()
             elif self._flusher is None:
                 self._start_flusher()
 
     def _write_pending(self) -> None:
-        """Format what is pending and write it in one call (the caller holds the lock)."""
+        """Write what is pending in one call (the caller holds the lock)."""
         pending, self._pending = self._pending, []
         if not pending:
             return
-        formatter = self.formatter
-        lines = []
-        for item in pending:
-            if type(item) is str:
-                lines.append(item)
-                continue
-            created, level, message, ctx, fields = item
-            try:
-                lines.append(formatter.access_line(created, _level_name(level), message, ctx, fields, live=False))
-            except Exception:
-                self.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": message, "levelno": level}))
         if self.stream is None:
             if self.mode == "w" and self._closed:
                 return
             self.stream = self._open()
         try:
-            self.stream.write("\n".join(lines) + "\n")
+            self.stream.write("\n".join(pending) + "\n")
             self.stream.flush()
         except Exception:
-            self.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": f"{len(lines)} access lines"}))
+            self.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": f"{len(pending)} access lines"}))
 
     def flush(self) -> None:
         with self.lock:
