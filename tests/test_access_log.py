@@ -10,8 +10,8 @@ import time
 import weakref
 
 import pytest
-from hypothesis import given, settings
 from django.utils.functional import SimpleLazyObject
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from observability_app.access_log import AccessLogHandler, access_record, direct_writer
@@ -134,9 +134,12 @@ def test_a_waiting_line_holds_its_text_not_the_request(tmp_path):
     class Request:
         pass
 
+    def lazy_user(request):
+        return SimpleLazyObject(lambda: request)
+
     request = Request()
     ctx = _ctx()
-    ctx.user = SimpleLazyObject(lambda: request)
+    ctx.user = lazy_user(request)
     request.observability_context = ctx  # the cycle the middleware makes
     gone = weakref.ref(request)
     handler = _handler(tmp_path, buffer_lines=100, flush_seconds=60)
