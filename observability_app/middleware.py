@@ -63,7 +63,11 @@ def _body_size(response: Any) -> int | None:
     """
     if response.streaming:
         return None
-    length = response.headers.get("Content-Length")
+    store = getattr(response.headers, "_store", None)  # as in _set_id_headers: no case-folding frames
+    if type(store) is dict:
+        length = store.get("content-length", (None, None))[1]
+    else:
+        length = response.headers.get("Content-Length")
     if length is not None and length.isdigit():
         return int(length)
     return len(response.content)
