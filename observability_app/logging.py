@@ -150,37 +150,20 @@ class JsonFormatter(_BaseJsonFormatter):
     def access_fields(
         self, created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any], *, live: bool = True
     ) -> dict[str, Any]:
-        """The access line as a dict; ``fields`` is the record's ``__dict__`` or the middleware's fields."""
-        service, environment = _identity()
-        trace_id = span_id = None
-        if ctx is not None:
-            trace_id, span_id = ctx.trace_id or None, ctx.span_id or None
-            if trace_id is None and live and _tracing_on():
-                trace_id, span_id = (value or None for value in _trace_ids())
-        data = {
-            "timestamp": format_timestamp(created),
-            "level": levelname,
-            "message": message,
-            "logger": ACCESS_LOGGER,
-            "service": service,
-            "environment": environment,
-            "request_id": (ctx.request_id or None) if ctx is not None else None,
-            "correlation_id": (ctx.correlation_id or None) if ctx is not None else None,
-            "trace_id": trace_id,
-            "span_id": span_id,
-            "user_id": (ctx.user_id() or None) if ctx is not None else None,
-            "ip": (ctx.ip or None) if ctx is not None else None,
-            "route": fields.get("route"),
-            "method": fields.get("method"),
-            "status_code": fields.get("status_code"),
-            "duration_ms": fields.get("duration_ms"),
-            "outcome": fields.get("outcome"),
-            "source": (ctx.source or None) if ctx is not None else None,
-        }
-        if ctx is not None and ctx.org_id:
-            data["org_id"] = ctx.org_id
-        if ctx is not None and ctx.project_id:
-            data["project_id"] = ctx.project_id
+        """The access line as a dict; ``fields`` is the record's ``__dict__`` or the middleware's fields.
+
+        Any of them may be missing (a record someone else logged to the access logger): they are null, and
+        fields beyond the access line's own pass through.
+        """
+        values = access_values(
+            created,
+            levelname,
+            message,
+            _NO_CONTEXT if ctx is None else ctx,
+            {**_NO_FIELDS, **fields},
+            live=live and ctx is not None,
+        )
+        data = _access_dict(values)
         for key in fields.keys() - _ACCESS_KNOWN:
             if not key.startswith("_"):
                 data[key] = fields[key]
@@ -237,11 +220,14 @@ class JsonFormatter(_BaseJsonFormatter):
 
 _ACCESS_KNOWN = _SKIP | {"route", "method", "status_code", "duration_ms", "outcome"}
 _access_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
+#: What :meth:`JsonFormatter.access_fields` reads when a record has no context or lacks a field.
+_NO_CONTEXT = context.ObservabilityContext(source="")
 _encode_str = json.encoder.encode_basestring  # json's own (C) string encoder, as used with ensure_ascii=False
 
 #: The fields the middleware gives every access line, beyond the ``obs_context``:
 #: :meth:`JsonFormatter.access_line` assembles exactly these.
 ACCESS_FIELDS = ("route", "method", "path", "status_code", "duration_ms", "bytes", "outcome", "user_agent")
+_NO_FIELDS = dict.fromkeys(ACCESS_FIELDS)
 
 
 def _js(value: Any) -> str:
@@ -328,14 +314,14 @@ def access_text(values: tuple[Any, ...]) -> str:
             f'"user_agent": {"null" if agent is None else enc(agent)}}}'
         )
     except TypeError:
-        return _access_dumps(_access_dict(values))
+        return _access_dumps({**_access_dict(values), "path": path, "bytes": size, "user_agent": agent})
 
 
 def _access_dict(values: tuple[Any, ...]) -> dict[str, Any]:
-    """:func:`access_values` as the dict :meth:`JsonFormatter.access_fields` gives."""
+    """:func:`access_values` as a dict, up to ``source`` (and ``org_id``/``project_id``): the SPEC fields."""
     service, environment = _identity()
     (created, levelname, message, request_id, correlation_id, trace_id, span_id, user_id, ip, route, method, status,
-     duration_ms, outcome, source, org_id, project_id, path, size, agent) = values  # fmt: skip
+     duration_ms, outcome, source, org_id, project_id) = values[:17]  # fmt: skip
     data = {
         "timestamp": format_timestamp(created),
         "level": levelname,
@@ -360,7 +346,6 @@ def _access_dict(values: tuple[Any, ...]) -> dict[str, Any]:
         data["org_id"] = org_id
     if project_id:
         data["project_id"] = project_id
-    data.update(path=path, bytes=size, user_agent=agent)
     return data
 
 
