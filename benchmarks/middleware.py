@@ -1,8 +1,9 @@
 """Per-request cost of ``ObservabilityMiddleware``, in-process through Django's WSGI handler.
 
-Run: ``python -m benchmarks.middleware`` (``--requests N``, ``--rounds N``); ``--instructions`` counts machine
-instructions per request under valgrind's callgrind instead (about 10 minutes): a figure that does not move with
-the machine's load, where the timings of a shared VM swing by a third between rounds.
+Run: ``python -m benchmarks.middleware`` (``--requests N``, ``--rounds N``; ``--compare`` also measures
+django-prometheus's middleware the same way, a yardstick for how fast this machine is); ``--instructions`` counts
+machine instructions per request under valgrind's callgrind instead (about 10 minutes): a figure that does not move
+with the machine's load, where the timings of a shared VM swing by a third between rounds.
 
 Two handlers in one process, same project, same view (a tiny JSON response on a routed URL):
 - bare Django: the example project's middleware stack without ours;
@@ -78,6 +79,23 @@ def build_handler(with_app: bool, *, metrics: bool = True):
     ):
         handler = WSGIHandler()
     return handler
+
+
+def django_prometheus_handler():
+    """The same stack with django-prometheus's two middlewares (first and last) instead of ours: the yardstick
+    the issue gives (it adds about 84 us where it was measured), measured here in the same run."""
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test.utils import override_settings
+
+    ours = "observability_app.middleware.ObservabilityMiddleware"
+    middleware = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *(m for m in settings.MIDDLEWARE if m != ours),
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
+    with override_settings(MIDDLEWARE=middleware):
+        return WSGIHandler()
 
 
 def paired(base, other, rounds: int, requests: int) -> tuple[float, float, list[float]]:
@@ -186,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
+        "--compare", action="store_true", help="also measure django-prometheus's middleware the same way"
+    )
+    parser.add_argument(
         "--instructions", action="store_true", help="count machine instructions per request under valgrind instead"
     )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "COUNT"), help=argparse.SUPPRESS)
@@ -213,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         f"added cost {added:.1f} us, median of the paired rounds (quartiles {quartiles[0]:.1f} .. {quartiles[2]:.1f};"
         f" target <= {ADDED_TARGET_US:.0f}); throughput ratio {ratio:.2f} (target >= {RATIO_TARGET})"
     )
+    if args.compare:
+        _, yardstick, yardstick_quartiles = paired(bare, django_prometheus_handler(), args.rounds, args.requests)
+        print(
+            f"for scale, django-prometheus's middleware adds {yardstick:.1f} us in this run (quartiles"
+            f" {yardstick_quartiles[0]:.1f} .. {yardstick_quartiles[2]:.1f}); ours adds {added / yardstick:.2f} of that"
+        )
     missed = added > ADDED_TARGET_US or ratio < RATIO_TARGET or lines != expected
     print("targets: " + ("MISSED" if missed else "all met"))
     return 1 if (missed and args.check) else 0

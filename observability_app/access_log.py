@@ -9,7 +9,7 @@ The access line is written on every request, so its cost is the middleware's cos
   holds ``buffer_lines`` lines, when a WARNING or worse line arrives (4xx/5xx are never held back), at the latest
   ``flush_seconds`` after its first line (a background thread), and when logging shuts down. When the access
   logger's only handler is one of these with our formatter, the middleware hands it the line's values directly
-  (:meth:`AccessLogHandler.write_access`): no ``LogRecord``, no handler chain, and the line's text is made with the
+  (:meth:`AccessLogHandler.write_values`): no ``LogRecord``, no handler chain, and the line's text is made with the
   rest of its batch.
 
 What a batch holds is lost if the process is killed outright (SIGKILL, OOM): at most ``buffer_lines`` lines or
@@ -25,7 +25,7 @@ import time
 import weakref
 from typing import Any
 
-from .logging import ACCESS_LOGGER, ContextFilter, JsonFormatter, access_text, access_values
+from .logging import ACCESS_FIELDS, ACCESS_LOGGER, ContextFilter, JsonFormatter, access_text, access_values
 
 _template: dict[str, Any] | None = None
 
@@ -123,30 +123,34 @@ class AccessLogHandler(logging.FileHandler):
         except Exception:
             self.handleError(record)
             return
-        self._add(line, record.levelno)
+        self.write_values(line, record.levelno)
 
     def write_access(self, level: int, message: str, ctx: Any, fields: dict[str, Any]) -> None:
-        """The middleware's path: the line's values read now, its text made with the rest of the batch.
-
-        The values are a flat tuple of strings and numbers (:func:`~observability_app.logging.access_values`):
-        holding the context would hold the request with it (``ctx.user`` is the lazy ``request.user``, whose
-        closure is the request), and a batch of 256 request graphs outliving their requests into the collector's
-        oldest generation costs a full collection each time a batch lets go of them. Made in one loop per batch,
-        the lines cost about a third of what they cost one by one between requests (the loop's code and data stay
-        in the processor's caches). The trace ids are the context's (the middleware put them there), never a
-        lookup of whichever span is current.
-        """
+        """An access line from the context and the request's :data:`~observability_app.logging.ACCESS_FIELDS`."""
         try:
-            values = access_values(time.time(), _level_name(level), message, ctx, fields, live=False)
+            values = access_values(
+                time.time(), _level_name(level), message, ctx, *map(fields.__getitem__, ACCESS_FIELDS), live=False
+            )
         except Exception:
             self.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": message, "levelno": level}))
             return
-        self._add(values, level)
+        self.write_values(values, level)
 
-    def _add(self, item: str | tuple[Any, ...], level: int) -> None:
+    def write_values(self, values: tuple[Any, ...] | str, level: int) -> None:
+        """The middleware's path: the line's values, read now; its text is made with the rest of the batch (a
+        line already made, what :meth:`emit` passes, waits as it is).
+
+        ``values`` come from :func:`~observability_app.logging.access_values`, a flat tuple of strings and
+        numbers: holding the context would hold the request with it (``ctx.user`` is the lazy ``request.user``,
+        whose closure is the request), and a batch of 256 request graphs outliving their requests into the
+        collector's oldest generation costs a full collection each time a batch lets go of them. Made in one loop
+        per batch, the lines cost less than one by one between requests (the loop's code and data stay in the
+        processor's caches). The trace ids are the context's (the middleware put them there), never a lookup of
+        whichever span is current.
+        """
         with self.lock:
             pending = self._pending
-            pending.append(item)
+            pending.append(values)
             if len(pending) >= self.buffer_lines or level >= logging.WARNING:
                 self._write_pending()
             elif self._flusher is None:

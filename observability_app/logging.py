@@ -145,7 +145,8 @@ class JsonFormatter(_BaseJsonFormatter):
         alone, never from the span that is current. The line is :func:`access_values` then
         :func:`access_text`; the batching file handler keeps the values and makes the text with its batch.
         """
-        return access_text(access_values(created, levelname, message, ctx, fields, live=live))
+        values = access_values(created, levelname, message, ctx, *map(fields.__getitem__, ACCESS_FIELDS), live=live)
+        return access_text(values)
 
     def access_fields(
         self, created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any], *, live: bool = True
@@ -155,12 +156,13 @@ class JsonFormatter(_BaseJsonFormatter):
         Any of them may be missing (a record someone else logged to the access logger): they are null, and
         fields beyond the access line's own pass through.
         """
+        given = {**_NO_FIELDS, **fields}
         values = access_values(
             created,
             levelname,
             message,
             _NO_CONTEXT if ctx is None else ctx,
-            {**_NO_FIELDS, **fields},
+            *map(given.__getitem__, ACCESS_FIELDS),
             live=live and ctx is not None,
         )
         data = _access_dict(values)
@@ -246,9 +248,23 @@ def _jn(value: Any) -> str:
 
 
 def access_values(
-    created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any], *, live: bool = True
+    created: float,
+    levelname: str,
+    message: str,
+    ctx: Any,
+    route: Any,
+    method: Any,
+    path: Any,
+    status_code: Any,
+    duration_ms: Any,
+    size: Any,
+    outcome: Any,
+    user_agent: Any,
+    *,
+    live: bool = True,
 ) -> tuple[Any, ...]:
-    """What an access line says, read from the context and the middleware's ``fields`` now, as a flat tuple.
+    """What an access line says, read from the context now, with the request's :data:`ACCESS_FIELDS` (in that
+    order; ``size`` is ``bytes``), as a flat tuple.
 
     A tuple of strings and numbers holds neither the context nor the request (``ctx.user`` is the lazy
     ``request.user``, whose closure is the request), so lines can wait for their batch without keeping requests
@@ -267,17 +283,17 @@ def access_values(
         span_id,
         ctx.user_id(),
         ctx.ip,
-        fields["route"],
-        fields["method"],
-        fields["status_code"],
-        fields["duration_ms"],
-        fields["outcome"],
+        route,
+        method,
+        status_code,
+        duration_ms,
+        outcome,
         ctx.source,
         ctx.org_id,
         ctx.project_id,
-        fields["path"],
-        fields["bytes"],
-        fields["user_agent"],
+        path,
+        size,
+        user_agent,
     )
 
 

@@ -17,16 +17,16 @@ import ipaddress
 import logging
 import random
 import re
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from . import context
-from .access_log import access_record, direct_writer
+from .access_log import _level_name, access_record, direct_writer
 from .conf import settings
 from .ids import new_id
-from .logging import ACCESS_LOGGER
+from .logging import ACCESS_FIELDS, ACCESS_LOGGER, access_values
 from .redaction import redact_headers
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]+")
@@ -181,7 +181,7 @@ class ObservabilityMiddleware:
             correlation_id=correlation_id or request_id,
             source="api",
             method=request.method or "",
-            ip=self._client_ip(meta),
+            ip=self._client_ip(meta) if self._trusted else (meta.get("REMOTE_ADDR") or "")[:45],
             user_agent=meta.get("HTTP_USER_AGENT", "")[:512],
         )
         request.observability_context = ctx  # for log lines Django writes after the chain returns
@@ -245,27 +245,29 @@ class ObservabilityMiddleware:
         status: int,
         duration: float,
     ) -> None:
-        fields: dict[str, Any] = {
-            "route": route,
-            "method": request.method,
-            "path": request.get_full_path() if self._with_query else request.path,
-            "status_code": status,
-            "duration_ms": round(duration * 1000, 3),
-            "bytes": _body_size(response),
-            "outcome": "success" if status < 400 else "error",
-            "user_agent": ctx.user_agent or None,
-        }
-        message = f"{request.method} {route} {status}"
-        if ctx.extra:
-            if "correlation_id_rejected" in ctx.extra:
-                fields["correlation_id_rejected_length"] = ctx.extra["correlation_id_rejected"]
-            if "debug" in ctx.extra:
-                fields.update(self._debug_fields(ctx, request, response, started_at=perf_counter() - duration))
-        else:
+        method = request.method
+        path = request.get_full_path() if self._with_query else request.path
+        duration_ms = round(duration * 1000, 3)
+        size = _body_size(response)
+        outcome = "success" if status < 400 else "error"
+        agent = ctx.user_agent or None
+        message = f"{method} {route} {status}"
+        if not ctx.extra:
             writer = direct_writer(access, level)
-            if writer is not None:  # a batching access file and nothing else to see the record
-                writer.write_access(level, message, ctx, fields)
+            if writer is not None:  # a batching access file and nothing else to see the line: no record made
+                values = access_values(
+                    time(), _level_name(level), message, ctx, route, method, path, status, duration_ms, size,
+                    outcome, agent, live=False,
+                )  # fmt: skip
+                writer.write_values(values, level)
                 return
+        fields: dict[str, Any] = dict(
+            zip(ACCESS_FIELDS, (route, method, path, status, duration_ms, size, outcome, agent), strict=True)
+        )
+        if "correlation_id_rejected" in ctx.extra:
+            fields["correlation_id_rejected_length"] = ctx.extra["correlation_id_rejected"]
+        if "debug" in ctx.extra:
+            fields.update(self._debug_fields(ctx, request, response, started_at=perf_counter() - duration))
         access.handle(access_record(level, message, ctx, fields))
 
     def _debug_fields(self, ctx: Any, request: Any, response: Any, started_at: float) -> dict[str, Any]:
