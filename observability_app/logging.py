@@ -106,6 +106,17 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class RunserverRequestFilter(logging.Filter):
+    """Drops ``runserver``'s line per request (``"GET /x HTTP/1.1" 404 12``): the access line says it, with ids.
+
+    Everything else the development server logs (an HTTPS request to it, a broken pipe) goes on, as JSON. A
+    logger without handlers would not silence it: logging's last-resort handler prints warnings raw to stderr.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == '"%s" %s %s' and hasattr(record, "status_code"))
+
+
 class JsonFormatter(_BaseJsonFormatter):
     """python-json-logger formatter producing the SPEC field set.
 
@@ -466,13 +477,16 @@ def logging_config(
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"observability_context": {"()": "observability_app.logging.ContextFilter"}},
+        "filters": {
+            "observability_context": {"()": "observability_app.logging.ContextFilter"},
+            "runserver_requests": {"()": "observability_app.logging.RunserverRequestFilter"},
+        },
         "formatters": {"json": {"()": "observability_app.logging.JsonFormatter"}},
         "handlers": handlers,
         "root": {"handlers": ["json_stdout"], "level": level},
         "loggers": {
             "django": {"handlers": ["json_stdout"], "level": django_level or level, "propagate": False},
-            "django.server": {"handlers": [], "level": "WARNING", "propagate": False},
+            "django.server": {"handlers": ["json_stdout"], "filters": ["runserver_requests"], "propagate": False},
             ACCESS_LOGGER: {"handlers": [access_handler], "level": "INFO", "propagate": False},
         },
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import re
 from datetime import datetime
 
@@ -104,6 +105,27 @@ def test_logging_config_reads_the_level_from_the_environment(monkeypatch):
     assert logging_config("debug")["root"]["level"] == "DEBUG"
     with_file = logging_config(access_log="/tmp/access.log")
     assert with_file["loggers"]["observability_app.access"]["handlers"] == ["access_file"]
+
+
+def test_runserver_prints_json_only_and_not_its_request_lines(capsys):
+    """``make run`` serves with runserver: its per-request lines (the access line says them) are dropped, anything
+    else it logs is a JSON line; nothing reaches logging's raw last-resort handler."""
+    from django.conf import settings
+
+    server = logging.getLogger("django.server")
+    logging.config.dictConfig(logging_config())
+    try:
+        extra = {"request": object(), "server_time": "02/Dec/2026 06:30:00"}
+        server.warning('"%s" %s %s', "PUT /api/v1/x HTTP/1.1", "400", "63", extra={**extra, "status_code": 400})
+        server.info('"%s" %s %s', "GET /health/live HTTP/1.1", "200", "2", extra={**extra, "status_code": 200})
+        server.error("You're accessing the development server over HTTPS", extra={**extra, "status_code": 500})
+        out, err = capsys.readouterr()
+    finally:
+        logging.config.dictConfig(settings.LOGGING)
+    assert err == ""
+    (line,) = [json.loads(text) for text in out.splitlines()]
+    assert (line["logger"], line["level"]) == ("django.server", "ERROR")
+    assert "HTTPS" in line["message"] and "PUT /api/v1/x" not in out
 
 
 @pytest.mark.django_db
