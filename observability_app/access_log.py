@@ -42,6 +42,7 @@ def _record_template() -> dict[str, Any]:
     return _template
 
 
+_ACCESS_KEYS = frozenset(ACCESS_FIELDS)
 _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
 _new = object.__new__
 
@@ -58,7 +59,8 @@ def access_record(level: int, message: str, ctx: Any, fields: dict[str, Any]) ->
 
     The per-process attributes (process, file, function) come from a template, the per-line ones (time, thread,
     level, message) are set here. ``_obs_access`` holds the record's attribute count, so that the formatter can
-    tell a record that a filter added attributes to (it then takes its general path).
+    tell a record that a filter added attributes to, or that has fields beyond :data:`ACCESS_FIELDS` (it then takes
+    its general path, which writes them).
     """
     created = time.time()
     record = _new(logging.LogRecord)
@@ -75,7 +77,9 @@ def access_record(level: int, message: str, ctx: Any, fields: dict[str, Any]) ->
         "thread": _get_ident(),
         "threadName": _current_thread().name,
     }
-    values["_obs_access"] = len(values)
+    # Beyond the access line's own fields (debug logging, a rejected id's length) the formatter's general path
+    # writes them: 0 sends it there, as a filter's added attribute does.
+    values["_obs_access"] = len(values) if fields.keys() == _ACCESS_KEYS else 0
     record.__dict__ = values
     return record
 

@@ -124,6 +124,17 @@ def test_lines_wait_for_a_full_batch_and_keep_their_order(tmp_path):
         handler.close()
 
 
+@pytest.mark.parametrize(
+    "extra", [{"debug_logging": "full", "timing": {"view_ms": 1.5}}, {"correlation_id_rejected_length": 4096}]
+)
+def test_fields_beyond_the_access_lines_own_are_written(extra):
+    """Debug logging and a rejected id's length ride on the record: a plain handler's line must keep them."""
+    record = access_record(logging.INFO, "GET r 200", _ctx(), {**_fields(), **extra})
+    line = json.loads(JsonFormatter().format(record))
+    assert {key: line[key] for key in extra} == extra
+    assert line["route"] == _fields()["route"] and line["correlation_id"] == "c-1"
+
+
 def test_a_waiting_line_holds_its_text_not_the_request(tmp_path):
     """A batch must not keep requests alive: ``ctx.user`` is the lazy ``request.user``, whose closure is the request.
 
