@@ -169,8 +169,9 @@ def test_purge_command_output_options_and_errors(capsys):
     )
     assert "deleted 3 event(s)" in capsys.readouterr().out
     for bad in (["--batch-size", "0"], ["--batch-size", "-5"], ["--now", "yesterday"], ["--event-type", "NOPE"]):
-        with pytest.raises(CommandError):
+        with pytest.raises(CommandError) as refused:
             call_command("purge_expired_audit", *bad)
+        assert refused.value.returncode == 2  # the documented exit code for bad options
 
 
 @pytest.mark.django_db

@@ -15,6 +15,7 @@ from ...audit.locks import LockBusy
 from ...audit.retention import purge_expired
 from ._options import parse_when
 
+EXIT_BAD_OPTIONS = 2  # as argparse exits for an option it cannot parse
 EXIT_LOCKED = 3
 
 
@@ -31,7 +32,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         batch_size = options["batch_size"]
         if batch_size is not None and not 1 <= batch_size <= 1_000_000:
-            raise CommandError(f"--batch-size must be between 1 and 1000000, got {batch_size}")
+            raise CommandError(
+                f"--batch-size must be between 1 and 1000000, got {batch_size}", returncode=EXIT_BAD_OPTIONS
+            )
         now = parse_when(options["now"], "--now")
         try:
             result = purge_expired(
@@ -42,7 +45,7 @@ class Command(BaseCommand):
                 using=options["database"],
             )
         except UnknownEventType as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), returncode=EXIT_BAD_OPTIONS) from None
         except LockBusy:
             self.stderr.write("another purge_expired_audit holds the lock; nothing done")
             sys.exit(EXIT_LOCKED)
