@@ -31,6 +31,8 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 from . import context
 from .conf import on_reload
 from .redaction import redact, scrub_text
+from .tracing import active as _tracing_on  # whether spans are made: then lines take their ids
+from .tracing import current_trace_ids as _trace_ids
 
 ACCESS_LOGGER = "observability_app.access"
 JOB_LOGGER = "observability_app.jobs"
@@ -398,28 +400,6 @@ def _access_head() -> str:
 on_reload(_head_cache.clear)
 
 
-_tracing_cache: bool | None = None
-
-
-def _tracing_on() -> bool:
-    """TRACING_ENABLED, cached until the settings change (asked on every line)."""
-    global _tracing_cache
-    if _tracing_cache is None:
-        try:
-            from .conf import settings
-
-            _tracing_cache = bool(settings.TRACING_ENABLED)
-        except Exception:  # settings not configured yet
-            return False
-    return _tracing_cache
-
-
-def _forget_tracing() -> None:
-    global _tracing_cache
-    _tracing_cache = None
-
-
-on_reload(_forget_tracing)
 
 _second_cache: tuple[int, str] = (-1, "")
 
@@ -431,12 +411,6 @@ def format_timestamp(created: float) -> str:
     if _second_cache[0] != second:
         _second_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
     return f"{_second_cache[1]}.{int((created - second) * 1_000_000):06d}Z"
-
-
-def _trace_ids() -> tuple[str, str]:
-    from .tracing import current_trace_ids
-
-    return current_trace_ids()
 
 
 def logging_config(

@@ -28,6 +28,8 @@ from .conf import settings
 from .ids import new_id
 from .logging import ACCESS_FIELDS, ACCESS_LOGGER, access_values
 from .redaction import redact_headers
+from .tracing import active as tracing_active
+from .tracing import current_trace_ids
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]+")
 UNMATCHED_ROUTE = "<unmatched>"
@@ -123,7 +125,6 @@ class ObservabilityMiddleware:
         self._access = logging.getLogger(ACCESS_LOGGER) if conf["ACCESS_LOG_ENABLED"] else None
         self._debug_enabled = conf["DEBUG_LOGGING_ENABLED"]
         self._debug_networks = _networks(conf["DEBUG_LOGGING_NETWORKS"])
-        self._tracing = bool(conf["TRACING_ENABLED"])
         self._observe = None  # with METRICS_ENABLED off, metrics cost nothing here
         self._debug_refused = None
         if conf["METRICS_ENABLED"]:
@@ -211,10 +212,8 @@ class ObservabilityMiddleware:
         return remote[:45]
 
     def _finish(self, ctx: context.ObservabilityContext, request: Any, response: Any, started: float) -> Any:
-        if self._tracing and not ctx.trace_id:
+        if not ctx.trace_id and tracing_active():
             # Kept on the context: Django logs 4xx/5xx after the chain (and the span) have ended.
-            from .tracing import current_trace_ids
-
             ctx.trace_id, ctx.span_id = current_trace_ids()
         _set_id_headers(response, ctx.request_id, ctx.correlation_id)
         path = request.path

@@ -246,6 +246,15 @@ def install(config: TracingConfig) -> Any:
     return provider
 
 
+def active() -> bool:
+    """True while :func:`install` is in effect, whichever of the setting or ``OTEL_TRACES_EXPORTER`` turned it on.
+
+    Log lines and the middleware ask this, not ``TRACING_ENABLED``: the setting alone misses tracing turned on by
+    the standard variable (and the trace ids would then be missing from the access line).
+    """
+    return _state["provider"] is not None
+
+
 def provider() -> Any:
     """The tracer provider :func:`install` built, or None when tracing is off."""
     return _state["provider"]

@@ -3,6 +3,7 @@ workers forked from a master that loaded the app (fork safety)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -317,6 +318,40 @@ def test_gunicorn_workers_forked_from_a_preloaded_master_export_over_otlp(server
         )
         assert rows == [(trace_id, span["span_id"])]
     assert sorted(span["trace_id"] for span in _exported_spans() if span["trace_id"] in traces) == sorted(traces)
+
+
+def test_tracing_on_by_the_standard_variable_alone_puts_the_trace_id_in_the_access_line(monkeypatch, db):
+    """OTEL_TRACES_EXPORTER=console and no setting: the access line and the audit event both carry the trace."""
+    from observability_app.conf import settings as obs_settings
+
+    from .logcapture import capture_logs
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    config = tracing.resolve()
+    assert config.enabled and obs_settings.TRACING_ENABLED is False  # on by the variable, not the setting
+    provider = tracing.install(dataclasses.replace(config, exporter="none"))  # spans kept in memory below
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    body = b"traced-by-env"
+    try:
+        with capture_logs() as logs:
+            response = Client().put(
+                "/api/v1/buckets/env/artifacts/m/1",
+                body,
+                content_type="application/octet-stream",
+                HTTP_X_CONTENT_DIGEST=_digest(body),
+                HTTP_TRACEPARENT=f"00-{TRACE_ID}-{PARENT_ID}-01",
+                HTTP_X_CORRELATION_ID="env-trace",
+            )
+    finally:
+        tracing.shutdown()
+    assert response.status_code == 201
+    (access,) = logs.access()
+    (span,) = _server_spans(exporter)
+    span_id = format(span.context.span_id, "016x")
+    assert (access["trace_id"], access["span_id"]) == (TRACE_ID, span_id)
+    event = AuditEvent.objects.get(correlation_id="env-trace", event_type="ARTIFACT_CREATED")
+    assert (event.trace_id, event.span_id) == (TRACE_ID, span_id)
 
 
 def test_the_trace_id_reaches_the_access_line_and_every_log_line_of_the_request(traced, db):
