@@ -399,8 +399,6 @@ def _access_head() -> str:
 
 on_reload(_head_cache.clear)
 
-
-
 _second_cache: tuple[int, str] = (-1, "")
 
 

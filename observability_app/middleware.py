@@ -57,6 +57,16 @@ def _in(ip: str, networks: tuple[Any, ...]) -> bool:
     return any(address in network for network in networks)
 
 
+def _header_store(response: Any) -> dict[str, tuple[str, str]] | None:
+    """Django's ``ResponseHeaders`` mapping itself (lower-cased name -> (name, value)), or None for another kind.
+
+    Read and written directly on every request: the public API case-folds in Python frames and, on writes, runs
+    charset and newline checks that our own safe values cannot fail.
+    """
+    store = getattr(getattr(response, "headers", None), "_store", None)
+    return store if type(store) is dict else None
+
+
 def _body_size(response: Any) -> int | None:
     """Bytes of a non-streaming body; None for streaming responses (their size is unknown until sent).
 
@@ -65,8 +75,8 @@ def _body_size(response: Any) -> int | None:
     """
     if response.streaming:
         return None
-    store = getattr(response.headers, "_store", None)  # as in _set_id_headers: no case-folding frames
-    if type(store) is dict:
+    store = _header_store(response)
+    if store is not None:
         length = store.get("content-length", (None, None))[1]
     else:
         length = response.headers.get("Content-Length")
@@ -82,8 +92,8 @@ def _set_id_headers(response: Any, request_id: str, correlation_id: str) -> None
     checks of ``response[...] = ...`` (four conversions, a tenth of the middleware's cost) cannot refuse them:
     they go straight into the header mapping's store. Any other kind of headers object gets the public API.
     """
-    store = getattr(getattr(response, "headers", None), "_store", None)
-    if type(store) is dict:
+    store = _header_store(response)
+    if store is not None:
         store["x-request-id"] = ("X-Request-Id", request_id)
         store["x-correlation-id"] = ("X-Correlation-Id", correlation_id)
     else:
@@ -182,7 +192,7 @@ class ObservabilityMiddleware:
             correlation_id=correlation_id or request_id,
             source="api",
             method=request.method or "",
-            ip=self._client_ip(meta) if self._trusted else (meta.get("REMOTE_ADDR") or "")[:45],
+            ip=self._client_ip(meta),
             user_agent=meta.get("HTTP_USER_AGENT", "")[:512],
         )
         request.observability_context = ctx  # for log lines Django writes after the chain returns

@@ -13,9 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 from ...audit.exceptions import UnknownEventType
 from ...audit.locks import LockBusy
 from ...audit.retention import purge_expired
-from ._options import parse_when
+from ._options import EXIT_BAD_OPTIONS, parse_when
 
-EXIT_BAD_OPTIONS = 2  # as argparse exits for an option it cannot parse
 EXIT_LOCKED = 3
 
 
