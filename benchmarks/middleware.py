@@ -53,6 +53,26 @@ def urlconf():
     return [path("bench/<str:bucket>/ping", ping)]
 
 
+OURS = "observability_app.middleware.ObservabilityMiddleware"
+
+
+def _handler(middleware: list[str], **observability):
+    """A WSGI handler over ``middleware`` with these ``OBSERVABILITY`` settings changed, the rest as configured."""
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test.utils import override_settings
+
+    with override_settings(MIDDLEWARE=middleware, OBSERVABILITY={**settings.OBSERVABILITY, **observability}):
+        return WSGIHandler()
+
+
+def _stack() -> list[str]:
+    """The example project's middleware stack without ours."""
+    from django.conf import settings
+
+    return [m for m in settings.MIDDLEWARE if m != OURS]
+
+
 def build_handler(with_app: bool, *, metrics: bool = True):
     """A WSGI handler over the example project's middleware stack, with or without ours first.
 
@@ -60,42 +80,27 @@ def build_handler(with_app: bool, *, metrics: bool = True):
     keep working for benchmarks that go on after this one in the same process.
     """
     from django.conf import settings
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.test.utils import override_settings
     from django.urls import include, path
 
-    ours = "observability_app.middleware.ObservabilityMiddleware"
-    middleware = [m for m in settings.MIDDLEWARE if m != ours]
-    if with_app:
-        middleware = [ours, *middleware]
     if "bench_urls" not in sys.modules:
         module = type(sys)("bench_urls")
         module.urlpatterns = [*urlconf(), path("", include(settings.ROOT_URLCONF))]
         sys.modules["bench_urls"] = module
     settings.ROOT_URLCONF = "bench_urls"  # every handler resolves requests with it
-    with override_settings(
-        MIDDLEWARE=middleware,
-        OBSERVABILITY={**settings.OBSERVABILITY, "METRICS_ENABLED": metrics, "TRACING_ENABLED": False},
-    ):
-        handler = WSGIHandler()
-    return handler
+    middleware = [OURS, *_stack()] if with_app else _stack()
+    return _handler(middleware, METRICS_ENABLED=metrics, TRACING_ENABLED=False)
 
 
 def django_prometheus_handler():
     """The same stack with django-prometheus's two middlewares (first and last) instead of ours: the yardstick
     the issue gives (it adds about 84 us where it was measured), measured here in the same run."""
-    from django.conf import settings
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.test.utils import override_settings
-
-    ours = "observability_app.middleware.ObservabilityMiddleware"
-    middleware = [
-        "django_prometheus.middleware.PrometheusBeforeMiddleware",
-        *(m for m in settings.MIDDLEWARE if m != ours),
-        "django_prometheus.middleware.PrometheusAfterMiddleware",
-    ]
-    with override_settings(MIDDLEWARE=middleware):
-        return WSGIHandler()
+    return _handler(
+        [
+            "django_prometheus.middleware.PrometheusBeforeMiddleware",
+            *_stack(),
+            "django_prometheus.middleware.PrometheusAfterMiddleware",
+        ]
+    )
 
 
 def paired(base, other, rounds: int, requests: int) -> tuple[float, float, list[float]]:
