@@ -68,6 +68,10 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_PURGE_BATCH_SIZE": 20000,
     "AUDIT_ARTIFACT_GRACE_DAYS": 30,  # lifetime types go this long after ARTIFACT_DELETED
     "AUDIT_SEAL_MAX_EVENTS": 100000,
+    "AUDIT_CHECKPOINT_FILE": None,  # file outside the database that every seal's checkpoint is appended to
+    "AUDIT_CHECKPOINT_SINKS": [],  # dotted paths of extra CheckpointSink classes (object storage, ...)
+    "AUDIT_VERIFY_SAMPLE_SEALS": 16,  # older seals an incremental verify re-checks in full, chosen at random
+    "AUDIT_PURGE_ROLE": None,  # PostgreSQL role that runs purge_expired_audit (audit_db_roles); None: the table owner
     "AUDIT_CAPTURE_ADMIN_ACTIONS": True,
     "AUDIT_CAPTURE_AUTH": True,
     # Compliance browser (the audit events in the Django admin).
@@ -95,6 +99,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OTEL_TRACES_EXPORTER": "TRACE_EXPORTER",
     "OBSERVABILITY_HEALTH_QUEUE_URL": "HEALTH_QUEUE_URL",
     "OBSERVABILITY_AUDIT_SIGNING_KEY": "AUDIT_SIGNING_KEY",
+    "OBSERVABILITY_AUDIT_CHECKPOINT_FILE": "AUDIT_CHECKPOINT_FILE",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

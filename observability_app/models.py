@@ -1,5 +1,5 @@
 """Models of the app; each lives in the module of its concern and is collected here for Django."""
 
-from .audit.models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification, LegalHold
+from .audit.models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification, LegalHold, LegalHoldRelease
 
-__all__ = ["AuditEvent", "AuditPurgeRecord", "AuditSeal", "AuditVerification", "LegalHold"]
+__all__ = ["AuditEvent", "AuditPurgeRecord", "AuditSeal", "AuditVerification", "LegalHold", "LegalHoldRelease"]

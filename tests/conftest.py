@@ -37,12 +37,16 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture(autouse=True)
-def _audit_gate_for_flush(request):
-    """Let Django's end-of-test flush empty the audit table on SQLite (PostgreSQL flushes with TRUNCATE).
+def _audit_gate_for_flush(request, django_db_blocker):
+    """Let Django's end-of-test flush empty the append-only audit tables.
 
-    Transactional tests end with ``DELETE FROM`` every table, which the append-only trigger refuses; the gate is
-    opened only for that flush, after the test body has finished.
+    Transactional tests end with ``TRUNCATE`` (PostgreSQL) or ``DELETE FROM`` (SQLite) of every table, which the
+    append-only triggers refuse. Only for that flush, after the test body has finished, the triggers are switched
+    off as a superuser would (PostgreSQL: ``session_replication_role = replica``; SQLite: dropped, and put back
+    before the next test).
     """
+    from tests.attacker import drop_sqlite_triggers, install_sqlite_triggers
+
     marker = request.node.get_closest_marker("django_db")
     transactional = (
         "transactional_db" in request.fixturenames
@@ -54,7 +58,21 @@ def _audit_gate_for_flush(request):
         request.getfixturevalue("_django_db_helper" if marker else "transactional_db")
     for connection in connections.all(initialized_only=True):
         connection._observability_purge_gate = False
+        if not getattr(connection, "_observability_triggers_dropped", False):
+            continue
+        with django_db_blocker.unblock():  # put back what the previous test's flush switched off
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET session_replication_role = origin")
+            else:
+                install_sqlite_triggers(connection)
+        connection._observability_triggers_dropped = False
     yield
     if transactional:
         for connection in connections.all(initialized_only=True):
-            connection._observability_purge_gate = True
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET session_replication_role = replica")
+            else:
+                drop_sqlite_triggers(connection)
+            connection._observability_triggers_dropped = True

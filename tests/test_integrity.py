@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 
@@ -14,33 +13,18 @@ from django.test import override_settings
 from observability_app import audit
 from observability_app.audit import integrity
 from observability_app.audit.canonical import DIGEST_FIELDS, EVENT_COLUMNS, digest_material, dumps, normalize_payload
-from observability_app.audit.db import install_triggers
 from observability_app.audit.models import AuditEvent, AuditSeal, AuditVerification
 from observability_app.audit.recording import _inserter, build_row
+from tests.attacker import triggers_off
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ACCESS = {"artifact_id": "b/a@1", "version": "1", "reader": "r", "purpose": "p"}
 TABLE = "observability_audit_event"
 
 
-@contextlib.contextmanager
 def superuser_tampering():
     """What a database superuser can do: switch the append-only triggers off for a while."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER ALL")
-        else:
-            cursor.execute("DROP TRIGGER observability_audit_no_update")
-            cursor.execute("DROP TRIGGER observability_audit_no_delete")
-    try:
-        yield connection.cursor()
-    finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER ALL")
-        if connection.vendor == "sqlite":
-            with connection.schema_editor() as editor:
-                install_triggers(editor)
+    return triggers_off(connection)
 
 
 def insert_with_id(pk: int, payload=ACCESS, digest: str | None = None) -> None:

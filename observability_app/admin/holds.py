@@ -30,6 +30,7 @@ class LegalHoldForm(forms.ModelForm):
 @admin.register(LegalHold)
 class LegalHoldAdmin(admin.ModelAdmin):
     list_display = ("id", "subject", "event_type", "placed_by", "placed_at", "released_at", "released_by")
+    list_select_related = ("release",)
     list_filter = ("event_type",)
     search_fields = ("=subject",)
     fields = ("subject", "event_type", "reason")
@@ -47,7 +48,6 @@ class LegalHoldAdmin(admin.ModelAdmin):
             "placed_at",
             "released_by",
             "released_at",
-            "release_reason",
         )
 
     def get_fields(self, request: Any, obj: LegalHold | None = None) -> tuple[str, ...]:
@@ -70,7 +70,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
     @admin.action(description="Lift the selected holds", permissions=["add"])
     def lift_holds(self, request: Any, queryset: Any) -> None:
         lifted = 0
-        for hold in queryset.filter(released_at__isnull=True):
+        for hold in queryset.active():
             try:
                 holds.release(hold, released_by=request.user.get_username(), reason="lifted in the admin")
                 lifted += 1

@@ -36,6 +36,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from . import checkpoints
 from .canonical import (
     DIGEST_FIELDS,
     InvalidAuditEvent,
@@ -45,6 +46,7 @@ from .canonical import (
     stored_event_digest,
     values_text,
 )
+from .checkpoints import checkpoint_of
 from .locks import exclusive
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification
 
@@ -101,55 +103,105 @@ def seal(*, using: str = DEFAULT_DB_ALIAS, max_events: int | None = None, now: d
     result = SealResult()
     with exclusive(SEAL_LOCK, using=using, wait=True):
         key = signing_key()
-        late = _late_events(using)
-        while True:
-            previous = AuditSeal.objects.using(using).order_by("-id").first()
-            start = previous.last_id + 1 if previous else 1
-            rows = list(
-                AuditEvent.objects.using(using)
-                .filter(id__gte=start)
-                .order_by("id")
-                .values_list("id", "digest")[:max_events]
+        _refuse_unanchored_chain(using, key)
+        try:
+            _seal_locked(using, key, max_events, now, result)
+        finally:
+            # After the commit (a checkpoint must never name a seal that is not there); a crash before this line
+            # leaves the file one seal behind, which verification accepts: the chain still extends it.
+            for new in result.seals:
+                checkpoint = checkpoint_of(new, key)
+                for sink in checkpoints.sinks():
+                    sink.append(checkpoint)
+    return result
+
+
+class UnanchoredChain(Exception):
+    """The database's seal chain does not hold the latest checkpoint: sealing on would sign a tampered trail."""
+
+
+def _refuse_unanchored_chain(using: str, key: bytes | None) -> None:
+    problems = _checkpoint_problems(using, key)
+    if problems:
+        raise UnanchoredChain("; ".join(problem.detail for problem in problems))
+
+
+def _checkpoint_problems(using: str, key: bytes | None) -> list[Problem]:
+    """Does the database's chain still hold the latest checkpoint of the file outside it?"""
+    sink = checkpoints.reference_file()
+    if sink is None:
+        return []
+    latest, unreadable = sink.latest()
+    problems = [Problem("checkpoint_forged", None, text) for text in unreadable]
+    if latest is None:
+        return problems
+    if not latest.valid(key):
+        detail = f"the latest checkpoint (seal {latest.seal_id}) does not verify"
+        problems.append(Problem("checkpoint_forged", None, detail))
+        return problems
+    row = AuditSeal.objects.using(using).filter(pk=latest.seal_id).values_list("last_id", "digest").first()
+    if row is None:
+        newest = AuditSeal.objects.using(using).order_by("-id").values_list("id", flat=True).first()
+        problems.append(
+            Problem(
+                "checkpoint_missing",
+                None,
+                f"seal {latest.seal_id} (events up to {latest.last_id}) is in the checkpoint file but not in the"
+                f" database, whose newest seal is {newest if newest is not None else 'none: the trail was wiped'}:"
+                " seals were deleted, the trail was replaced, or an older backup was restored",
             )
-            if not rows and not late:
-                return result
-            leaves = pack_leaves(rows + late)
-            # The range starts where the previous one ended, not at the first event read: ids below that event may
-            # still be in open transactions, and the next seal looks for late commits inside this range only.
-            first_id = start
-            last_id = rows[-1][0] if rows else start - 1
-            count = len(rows) + len(late)
-            prev_digest = previous.digest if previous else ""
-            new = AuditSeal.objects.using(using).create(
-                created_at=now or datetime.now(UTC),
-                first_id=first_id,
-                last_id=last_id,
-                event_count=count,
-                late_count=len(late),
-                leaves=leaves,
-                previous_digest=prev_digest,
-                digest=seal_digest(prev_digest, first_id, last_id, count, leaves, key),
-                keyed=bool(key),
+        )
+    elif row != (latest.last_id, latest.digest):
+        problems.append(
+            Problem(
+                "checkpoint_mismatch",
+                None,
+                f"seal {latest.seal_id} in the database is not the one in the checkpoint file"
+                f" (last event {row[0]} vs {latest.last_id}): the seal chain was rewritten",
             )
-            logger.info(
-                "audit seal %s",
-                new.pk,
-                extra={
-                    "seal_id": new.pk,
-                    "seal_digest": new.digest,
-                    "first_id": first_id,
-                    "last_id": last_id,
-                    "event_count": count,
-                    "late_count": len(late),
-                    "previous_digest": prev_digest,
-                },
-            )
-            result.seals.append(new)
-            result.events += count
-            result.late += len(late)
-            late = []
-            if len(rows) < max_events:
-                return result
+        )
+    return problems
+
+
+def _seal_locked(
+    using: str, key: bytes | None, max_events: int, now: datetime | None, result: SealResult
+) -> None:
+    late = _late_events(using)
+    while True:
+        previous = AuditSeal.objects.using(using).order_by("-id").first()
+        start = previous.last_id + 1 if previous else 1
+        rows = list(
+            AuditEvent.objects.using(using)
+            .filter(id__gte=start)
+            .order_by("id")
+            .values_list("id", "digest")[:max_events]
+        )
+        if not rows and not late:
+            return
+        leaves = pack_leaves(rows + late)
+        # The range starts where the previous one ended, not at the first event read: ids below that event may
+        # still be in open transactions, and the next seal looks for late commits inside this range only.
+        first_id = start
+        last_id = rows[-1][0] if rows else start - 1
+        count = len(rows) + len(late)
+        prev_digest = previous.digest if previous else ""
+        new = AuditSeal.objects.using(using).create(
+            created_at=now or datetime.now(UTC),
+            first_id=first_id,
+            last_id=last_id,
+            event_count=count,
+            late_count=len(late),
+            leaves=leaves,
+            previous_digest=prev_digest,
+            digest=seal_digest(prev_digest, first_id, last_id, count, leaves, key),
+            keyed=bool(key),
+        )
+        result.seals.append(new)
+        result.events += count
+        result.late += len(late)
+        late = []
+        if len(rows) < max_events:
+            return
 
 
 def _late_events(using: str) -> list[tuple[int, str]]:
@@ -267,10 +319,42 @@ def _contains(ids: array | None, value: int) -> bool:
 
 
 def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run: bool = True) -> Report:
-    """Check every event against its digest and its seal, and every seal against its chain; name each problem."""
+    """Check every event against its digest and its seal, every seal against its chain and the chain against the
+    checkpoint file; name each problem.
+
+    Everything is read in one snapshot (REPEATABLE READ on PostgreSQL, one read transaction on SQLite), so a purge,
+    a seal or writers running at the same time can never make a consistent trail look tampered.
+    """
     started = datetime.now(UTC)
     key = signing_key()
     report = Report()
+    with _snapshot(using):
+        _verify_in_snapshot(using, chunk_size, key, report)
+    if record_run:
+        AuditVerification.objects.using(using).create(
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            events_checked=report.events_checked,
+            seals_checked=report.seals_checked,
+            problems=len(report.problems),
+            summary={"by_kind": _by_kind(report), "unsealed": report.unsealed},
+        )
+    _count_failures(report)
+    return report
+
+
+@contextlib.contextmanager
+def _snapshot(using: str) -> Iterator[None]:
+    connection = connections[using]
+    with transaction.atomic(using=using):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
+def _verify_in_snapshot(using: str, chunk_size: int, key: bytes | None, report: Report) -> None:
+    report.problems.extend(_checkpoint_problems(using, key))
     seal_rows = list(
         AuditSeal.objects.using(using)
         .order_by("id")
@@ -279,11 +363,15 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run:
     purged = _purged_ids(using, key, {row[0]: row[5] for row in seal_rows}, report)
     # Pass 1 over the seals (one blob in memory at a time): chain, signature, and the late leaves.
     late: dict[int, tuple[bytes, int]] = {}
-    previous_digest = ""
+    previous_digest, previous_last = "", 0
     for seal_id, first_id, last_id, count, prev, digest in seal_rows:
         blob = _blob(using, seal_id)
         report.seals_checked += 1
-        if prev != previous_digest:
+        if prev != previous_digest and not previous_digest:
+            report.problems.append(
+                Problem("seals_missing", None, f"the chain starts at seal {seal_id}, whose predecessors are gone")
+            )
+        elif prev != previous_digest or first_id != previous_last + 1:
             report.problems.append(Problem("chain_broken", None, f"seal {seal_id} does not follow the seal before it"))
         if not hmac.compare_digest(seal_digest(prev, first_id, last_id, count, blob, key), digest):
             report.problems.append(Problem("seal_forged", None, f"seal {seal_id} digest does not verify"))
@@ -292,7 +380,7 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run:
         for pk, leaf_digest in iter_leaves(blob):
             if pk < first_id:
                 late[pk] = (leaf_digest, seal_id)
-        previous_digest = digest
+        previous_digest, previous_last = digest, last_id
     last_sealed = seal_rows[-1][2] if seal_rows else 0
     last_seal_first = seal_rows[-1][1] if seal_rows else 1
     # Pass 2: the events in id order, merged with each seal's in-range leaves (one seal's leaves at a time).
@@ -320,17 +408,6 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run:
     for pk, (_leaf, seal_id) in late.items():
         if pk not in seen_late and not _contains(purged.get(seal_id), pk):
             report.problems.append(Problem("removed", pk, f"sealed late by seal {seal_id}, missing, not purged"))
-    if record_run:
-        AuditVerification.objects.using(using).create(
-            started_at=started,
-            finished_at=datetime.now(UTC),
-            events_checked=report.events_checked,
-            seals_checked=report.seals_checked,
-            problems=len(report.problems),
-            summary={"by_kind": _by_kind(report), "unsealed": report.unsealed},
-        )
-    _count_failures(report)
-    return report
 
 
 def _blob(using: str, seal_id: int) -> bytes:

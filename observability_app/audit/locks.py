@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -78,3 +79,75 @@ def exclusive(name: str, *, using: str = DEFAULT_DB_ALIAS, wait: bool = False, t
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+HOLDS_LOCK = "observability_app.holds"
+
+
+@contextlib.contextmanager
+def holds_serialized(*, using: str = DEFAULT_DB_ALIAS, shared: bool, timeout: float = 60) -> Iterator[None]:
+    """A transaction serialized against the placing and lifting of legal holds.
+
+    A purge batch runs in a shared one (batches never wait for each other); placing or lifting a hold runs in an
+    exclusive one. So a hold that commits before a batch starts is seen by that batch, and a hold placed while a
+    batch runs waits for it to commit: the batch removed those events before the hold existed. PostgreSQL:
+    transaction-scoped advisory locks, released by the commit. SQLite: an ``flock`` held until after the commit.
+    """
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        from django.db import transaction
+
+        with transaction.atomic(using=using):
+            with connection.cursor() as cursor:
+                function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+                cursor.execute(f"SELECT {function}(%s)", [_key(HOLDS_LOCK)])
+            yield
+        return
+    from django.db import transaction
+
+    with _file_lock(using, HOLDS_LOCK, shared=shared, timeout=timeout), transaction.atomic(using=using):
+        yield
+
+
+@contextlib.contextmanager
+def _file_lock(using: str, name: str, *, shared: bool, timeout: float) -> Iterator[None]:
+    database = str(connections[using].settings_dict.get("NAME") or "")
+    if not database or database == ":memory:" or "mode=memory" in database:
+        lock = _memory_locks.setdefault(f"{database}|{name}", threading.Lock())
+        if not lock.acquire(timeout=timeout):
+            raise LockBusy(name)
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    path = os.path.join(
+        tempfile.gettempdir(), f"observability-{hashlib.sha256((database + name).encode()).hexdigest()[:16]}.lock"
+    )
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        while True:
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockBusy(name) from None
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def database_now(using: str = DEFAULT_DB_ALIAS) -> datetime:
+    """The database server's clock (PostgreSQL), else this host's: one clock for holds and purge records, so that
+    "was this hold in force when that batch ran?" does not depend on the skew between hosts."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            value = cursor.fetchone()[0]
+        return value.astimezone(UTC)
+    return datetime.now(UTC)

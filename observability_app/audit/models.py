@@ -1,8 +1,10 @@
-"""The stored audit event.
+"""The stored audit trail: events, and the rows that are evidence about them (seals, purge records, verification
+runs, legal holds and their releases).
 
-Append-only at three levels: this model refuses ``save()`` of an existing row and ``delete()``; its queryset
-refuses ``update()`` and ``delete()``; database triggers (migration 0002) refuse raw SQL ``UPDATE`` and ``DELETE``
-except through the retention purge's gate (:mod:`observability_app.audit.db`).
+Every one of these tables is append-only at three levels: the models refuse ``save()`` of an existing row and
+``delete()``; their querysets refuse ``update()`` and ``delete()``; database triggers (migrations 0002 and 0005)
+refuse raw SQL ``UPDATE``, ``DELETE`` and (PostgreSQL) ``TRUNCATE``. The one opening is the retention purge's delete
+of expired events (:mod:`observability_app.audit.db`). See docs/audit-integrity.md for the threat model.
 
 Indexes serve the queries that matter: by type and time (filters, purge), by time (date drill-down), and exact
 look-ups by correlation id, request id, subject and actor (search, "all events of this correlation id").
@@ -17,22 +19,30 @@ from django.db import models
 from .exceptions import AppendOnlyViolation
 
 
-class AuditEventQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet):
+    """A queryset that refuses every bulk change: rows of these tables are written once and never edited."""
+
+    def _refuse(self, what: str) -> AppendOnlyViolation:
+        table = self.model._meta.verbose_name_plural
+        return AppendOnlyViolation(f"{what} on {table} refused: the table is append-only")
+
     def update(self, **kwargs: Any) -> int:
-        raise AppendOnlyViolation("QuerySet.update() on audit events refused")
+        raise self._refuse("QuerySet.update()")
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyViolation("QuerySet.delete() on audit events refused")
+        raise self._refuse("QuerySet.delete()")
 
     def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
-        raise AppendOnlyViolation("bulk_update() on audit events refused")
+        raise self._refuse("bulk_update()")
 
     def update_or_create(self, *args: Any, **kwargs: Any) -> Any:
-        raise AppendOnlyViolation("update_or_create() on audit events refused")
+        raise self._refuse("update_or_create()")
 
     def _raw_delete(self, using: str) -> int:
-        raise AppendOnlyViolation("raw delete of audit events refused")
+        raise self._refuse("raw delete")
 
+
+class AuditEventQuerySet(AppendOnlyQuerySet):
     def correlated(self, correlation_id: str) -> AuditEventQuerySet:
         """All events of one correlation id, oldest first."""
         return self.filter(correlation_id=correlation_id).order_by("occurred_at", "id")
@@ -96,6 +106,8 @@ class AuditEvent(models.Model):
 class _AppendOnlyModel(models.Model):
     """Rows that, once written, are evidence: the ORM refuses to change or delete them."""
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         abstract = True
 
@@ -108,6 +120,12 @@ class _AppendOnlyModel(models.Model):
         raise AppendOnlyViolation(f"delete() of a {type(self).__name__} refused")
 
 
+class LegalHoldQuerySet(AppendOnlyQuerySet):
+    def active(self) -> LegalHoldQuerySet:
+        """The holds in force: placed and not released."""
+        return self.filter(release__isnull=True)
+
+
 class AuditSeal(_AppendOnlyModel):
     """A digest over the events written since the previous seal, chained to it.
 
@@ -115,7 +133,10 @@ class AuditSeal(_AppendOnlyModel):
     that verification can name the event that was changed, removed or inserted. Events that committed after an
     earlier seal had read their id range ("late" events) are carried by the next seal, below its ``first_id``.
     ``digest`` is HMAC-SHA256 with the signing key (SHA-256 without one) over the previous seal's digest, the
-    range, the count and the SHA-256 of ``leaves``.
+    range, the count, the SHA-256 of ``leaves`` and (version 2) ``watch``.
+
+    ``watch`` (PostgreSQL) holds the transactions in progress when the seal read its range: only they can still
+    commit an event inside it, so only they make an event found there later "late" rather than "inserted".
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -128,6 +149,8 @@ class AuditSeal(_AppendOnlyModel):
     previous_digest = models.CharField(max_length=64, blank=True, default="")
     digest = models.CharField(max_length=64)
     keyed = models.BooleanField(default=False)
+    watch = models.JSONField(default=list, blank=True)
+    version = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         app_label = "observability_app"
@@ -143,7 +166,9 @@ class AuditPurgeRecord(_AppendOnlyModel):
     """What one purge batch removed from one seal's events, so verification can tell a purge from a deletion.
 
     ``removed`` holds the ids (8 bytes each, sorted); ``digest`` is HMAC-SHA256 (SHA-256 without a key) over the
-    seal's digest, the run id and ``removed``: a database-only attacker cannot forge one to hide a deletion.
+    seal's digest, the run id and ``removed`` and (version 2) the batch's ``event_type``, the distinct ``subjects``
+    it removed and ``created_at`` (the database's clock): a database-only attacker cannot forge one to hide a
+    deletion, and verification can tell whether a legal hold in force at that time covered what went.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -153,6 +178,9 @@ class AuditPurgeRecord(_AppendOnlyModel):
     removed = models.BinaryField()
     removed_count = models.IntegerField()
     digest = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=64, blank=True, default="")
+    subjects = models.JSONField(default=list, blank=True)
+    version = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         app_label = "observability_app"
@@ -165,7 +193,11 @@ class AuditPurgeRecord(_AppendOnlyModel):
 
 
 class AuditVerification(_AppendOnlyModel):
-    """One run of ``verify_audit``: when, how much it read, how many problems it found (for /metrics)."""
+    """One run of ``verify_audit``: when, how much it read, how many problems it found (for /metrics).
+
+    ``through_seal``/``through_digest`` name the last seal the run checked in full; the next incremental run starts
+    there. ``digest`` (HMAC with the signing key) keeps a forged "verified through seal N" row from being trusted.
+    """
 
     id = models.BigAutoField(primary_key=True)
     started_at = models.DateTimeField()
@@ -174,6 +206,10 @@ class AuditVerification(_AppendOnlyModel):
     seals_checked = models.IntegerField()
     problems = models.IntegerField()
     summary = models.JSONField(default=dict)
+    full = models.BooleanField(default=True)
+    through_seal = models.BigIntegerField(null=True, blank=True)
+    through_digest = models.CharField(max_length=64, blank=True, default="")
+    digest = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         app_label = "observability_app"
@@ -185,10 +221,13 @@ class AuditVerification(_AppendOnlyModel):
         return f"verification {self.pk}: {self.events_checked} event(s), {self.problems} problem(s)"
 
 
-class LegalHold(models.Model):
+class LegalHold(_AppendOnlyModel):
     """Keeps matching events from the retention purge: by subject (an artifact id), by event type, or both.
 
-    Holds are never deleted: lifting one records who lifted it, when and why.
+    A hold is placed by one row here and lifted by one :class:`LegalHoldRelease` row; neither is ever edited or
+    deleted, and the holds in force are those without a release (``LegalHold.objects.active()``). Placing and
+    lifting are also audit events (LEGAL_HOLD_PLACED / LEGAL_HOLD_RELEASED), which verification reads to tell
+    whether a purge removed events that a hold covered, even if a hold's rows were deleted behind the app's back.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -197,22 +236,55 @@ class LegalHold(models.Model):
     reason = models.TextField()
     placed_by = models.CharField(max_length=255)
     placed_at = models.DateTimeField()
-    released_by = models.CharField(max_length=255, blank=True, default="")
-    released_at = models.DateTimeField(null=True, blank=True)
-    release_reason = models.TextField(blank=True, default="")
+
+    objects = LegalHoldQuerySet.as_manager()
 
     class Meta:
         app_label = "observability_app"
         db_table = "observability_legal_hold"
         ordering = ("-id",)
+        default_permissions = ("add", "view")
 
     def __str__(self) -> str:
         scope = " and ".join(filter(None, [self.subject and f"subject {self.subject}", self.event_type]))
-        return f"hold #{self.pk} on {scope}" + (" (released)" if self.released_at else "")
+        return f"hold #{self.pk} on {scope}"
+
+    @property
+    def release_row(self) -> LegalHoldRelease | None:
+        try:
+            return self.release
+        except LegalHoldRelease.DoesNotExist:
+            return None
 
     @property
     def active(self) -> bool:
-        return self.released_at is None
+        return self.release_row is None
 
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise AppendOnlyViolation("legal holds are lifted, never deleted")
+    @property
+    def released_at(self) -> Any:
+        release = self.release_row
+        return release.released_at if release else None
+
+    @property
+    def released_by(self) -> str:
+        release = self.release_row
+        return release.released_by if release else ""
+
+
+class LegalHoldRelease(_AppendOnlyModel):
+    """The lifting of one legal hold (at most one per hold: a unique key refuses a second)."""
+
+    id = models.BigAutoField(primary_key=True)
+    hold = models.OneToOneField(LegalHold, on_delete=models.PROTECT, related_name="release")
+    released_by = models.CharField(max_length=255)
+    released_at = models.DateTimeField()
+    reason = models.TextField()
+
+    class Meta:
+        app_label = "observability_app"
+        db_table = "observability_legal_hold_release"
+        ordering = ("-id",)
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"release of hold #{self.hold_id}"

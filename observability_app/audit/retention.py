@@ -29,16 +29,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import BinaryField, F
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Substr
 
 from . import registry
 from .db import purge_gate
+from .holds import HeldScope, active_scope
 from .integrity import LEAF, leaf_ids, purge_digest, seal
-from .locks import LockBusy, exclusive
-from .models import AuditEvent, AuditPurgeRecord, AuditSeal, LegalHold
+from .locks import LockBusy, database_now, exclusive, holds_serialized
+from .models import AuditEvent, AuditPurgeRecord, AuditSeal
 from .recording import record
 
 PURGE_LOCK = "observability_app.purge"
@@ -59,27 +60,12 @@ class PurgeResult:
         return sum(self.counts.values())
 
 
-def _active_holds(using: str) -> tuple[set[str], set[str], set[tuple[str, str]]]:
-    """(held types, held subjects, held (subject, type) pairs) of the holds in force."""
-    types, subjects, pairs = set(), set(), set()
-    for subject, event_type in (
-        LegalHold.objects.using(using).filter(released_at__isnull=True).values_list("subject", "event_type")
-    ):
-        if subject and event_type:
-            pairs.add((subject, event_type))
-        elif subject:
-            subjects.add(subject)
-        elif event_type:
-            types.add(event_type)
-    return types, subjects, pairs
-
-
 def plan(now: datetime, *, event_types: list[str] | None = None, using: str = DEFAULT_DB_ALIAS) -> dict[str, object]:
     """Event type -> cut-off datetime, or the string "lifetime"; types not purgeable now are left out."""
     from ..conf import settings
 
     names = event_types or [t.name for t in registry.all_types()]
-    held_types, _, _ = _active_holds(using)
+    held_types = active_scope(using).types
     out: dict[str, object] = {}
     for name in names:
         if name in held_types:
@@ -94,10 +80,9 @@ def plan(now: datetime, *, event_types: list[str] | None = None, using: str = DE
     return out
 
 
-def _expired(name: str, cutoff: datetime, lifetime: bool, holds: tuple, using: str):
+def _expired(name: str, cutoff: datetime, lifetime: bool, holds: HeldScope, using: str):
     """The queryset of events of type ``name`` that have expired and are not held."""
-    _, subjects, pairs = holds
-    held_subjects = subjects | {subject for subject, event_type in pairs if event_type == name}
+    held_subjects = holds.subjects_for(name)
     queryset = AuditEvent.objects.using(using).filter(event_type=name)
     if lifetime:
         deleted = AuditEvent.objects.using(using).filter(event_type="ARTIFACT_DELETED", occurred_at__lt=cutoff)
@@ -128,7 +113,6 @@ def purge_expired(
         registry.get(name)  # UnknownEventType for a typo, before anything happens
     result = PurgeResult(run_id=uuid.uuid4().hex, dry_run=dry_run)
     with exclusive(PURGE_LOCK, using=using, wait=False):
-        holds = _active_holds(using)
         cutoffs = plan(now, event_types=event_types, using=using)
         if not dry_run:
             seal(using=using)
@@ -136,14 +120,15 @@ def purge_expired(
         for name, cutoff in cutoffs.items():
             lifetime = registry.retention_for(name) == registry.ARTIFACT_LIFETIME
             result.cutoffs[name] = cutoff.isoformat()
-            expired = _expired(name, cutoff, lifetime, holds, using)
             if dry_run:
-                count = expired.count()
+                count = _expired(name, cutoff, lifetime, active_scope(using), using).count()
             else:
                 count, after = 0, 0
                 while True:
                     started = time.perf_counter()
-                    removed = _delete_batch(expired, after, batch_size, result.run_id, using, seals)
+                    removed = _delete_batch(
+                        name, cutoff, lifetime, after, batch_size, result.run_id, using, seals
+                    )
                     if not removed:
                         break
                     result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - started)
@@ -226,9 +211,15 @@ class _SealMap:
         bisect.insort(target, pk)
 
 
-def _delete_batch(expired, after: int, size: int, run_id: str, using: str, seals: _SealMap) -> array:
+def _delete_batch(
+    name: str, cutoff: datetime, lifetime: bool, after: int, size: int, run_id: str, using: str, seals: _SealMap
+) -> array:
     """One short transaction: open the gate, delete the next ``size`` expired events after id ``after``, and record
     what went per seal (signed). Returns the removed ids, sorted.
+
+    The legal holds in force are read again by every batch, inside a transaction serialized against placing and
+    lifting holds (:func:`~observability_app.audit.locks.holds_serialized`): a hold placed while a purge runs
+    protects its events from the next batch on, and one placed during a batch waits until that batch commits.
 
     One statement selects and deletes: ``DELETE ... WHERE id IN (<the expired query> ORDER BY id LIMIT size)``,
     walking the ``(event_type, id)`` index from ``after``, so a batch costs the same at any depth of the table.
@@ -240,14 +231,17 @@ def _delete_batch(expired, after: int, size: int, run_id: str, using: str, seals
     key = signing_key()
     connection = connections[using]
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    window = expired.filter(id__gt=after).order_by("id")
     postgres = connection.vendor == "postgresql"
-    if postgres:  # the rows' physical addresses: the delete then reads no index at all
-        window = window.annotate(row_address=RawSQL("ctid", ())).values("row_address")[:size]
-    else:
-        window = window.values("id")[:size]
-    inner, params = window.query.get_compiler(using=using).as_sql()
-    with transaction.atomic(using=using), purge_gate(using):
+    with holds_serialized(using=using, shared=True), purge_gate(using):
+        holds = active_scope(using)
+        if name in holds.types:  # a hold on the whole type placed since the run began
+            return array("q")
+        window = _expired(name, cutoff, lifetime, holds, using).filter(id__gt=after).order_by("id")
+        if postgres:  # the rows' physical addresses: the delete then reads no index at all
+            window = window.annotate(row_address=RawSQL("ctid", ())).values("row_address")[:size]
+        else:
+            window = window.values("id")[:size]
+        inner, params = window.query.get_compiler(using=using).as_sql()
         with connection.cursor() as cursor:
             if postgres:
                 cursor.execute(
@@ -270,7 +264,7 @@ def _delete_batch(expired, after: int, size: int, run_id: str, using: str, seals
                     cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
         if not removed:
             return removed
-        now = datetime.now(UTC)
+        now = database_now(using)
         records = []
         by_seal = seals.group(removed)
         digests = seals.digests(by_seal)
@@ -284,6 +278,7 @@ def _delete_batch(expired, after: int, size: int, run_id: str, using: str, seals
                     removed=blob,
                     removed_count=len(ids),
                     digest=purge_digest(digests[seal_id], run_id, blob, key),
+                    event_type=name,
                 )
             )
         AuditPurgeRecord.objects.using(using).bulk_create(records)
