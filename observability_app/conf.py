@@ -70,8 +70,6 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_SEAL_MAX_EVENTS": 100000,
     "AUDIT_CHECKPOINT_FILE": None,  # file outside the database that every seal's checkpoint is appended to
     "AUDIT_CHECKPOINT_SINKS": [],  # dotted paths of extra CheckpointSink classes (object storage, ...)
-    "AUDIT_VERIFY_SAMPLE_SEALS": 16,  # older seals an incremental verify re-checks in full, chosen at random
-    "AUDIT_PURGE_ROLE": None,  # PostgreSQL role that runs purge_expired_audit (audit_db_roles); None: the table owner
     "AUDIT_CAPTURE_ADMIN_ACTIONS": True,
     "AUDIT_CAPTURE_AUTH": True,
     # Compliance browser (the audit events in the Django admin).
