@@ -74,6 +74,15 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_COUNT_LIMIT": 10000,  # rows counted exactly; past this the changelist shows an estimate
     "ADMIN_MAX_PAGE_DEPTH": 1000000,  # rows a changelist page may start past; deeper pages ask for a filter
     "ADMIN_EXPORT_CHUNK_SIZE": 2000,  # rows fetched per round trip while an export streams
+    # Log format, error tracking, OTLP metrics, optional health services (docs/settings.md).
+    "LOG_FORMAT": "default",  # default (the SPEC field names) | ecs (Elastic Common Schema names)
+    "SENTRY_DSN": None,  # set: unhandled errors go to Sentry with the request's ids (extra [sentry])
+    "SENTRY_SAMPLE_RATE": 1.0,  # share of error events sent
+    "OTLP_METRICS_ENABLED": False,  # push the metrics to an OTLP collector too, beside /metrics
+    "OTLP_METRICS_ENDPOINT": None,  # None: OTLP_ENDPOINT, the OTEL_EXPORTER_OTLP_* variables or the default
+    "OTLP_METRICS_INTERVAL": 60.0,  # seconds between two pushes
+    "HEALTH_REDIS_URL": None,  # redis:// or rediss:// (user:password@ for ACL users); None: HEALTH_QUEUE_URL
+    "HEALTH_AMQP_URL": None,  # amqp:// or amqps://; None: HEALTH_QUEUE_URL
 }
 
 #: Environment variables read on top of the settings dict: variable -> (key, parser name).
@@ -95,6 +104,15 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OTEL_TRACES_EXPORTER": "TRACE_EXPORTER",
     "OBSERVABILITY_HEALTH_QUEUE_URL": "HEALTH_QUEUE_URL",
     "OBSERVABILITY_AUDIT_SIGNING_KEY": "AUDIT_SIGNING_KEY",
+    "OBSERVABILITY_LOG_FORMAT": "LOG_FORMAT",
+    "OBSERVABILITY_SENTRY_DSN": "SENTRY_DSN",
+    "SENTRY_DSN": "SENTRY_DSN",
+    "OBSERVABILITY_SENTRY_SAMPLE_RATE": "SENTRY_SAMPLE_RATE",
+    "OBSERVABILITY_OTLP_METRICS_ENABLED": "OTLP_METRICS_ENABLED",
+    "OBSERVABILITY_OTLP_METRICS_ENDPOINT": "OTLP_METRICS_ENDPOINT",
+    "OBSERVABILITY_OTLP_METRICS_INTERVAL": "OTLP_METRICS_INTERVAL",
+    "OBSERVABILITY_HEALTH_REDIS_URL": "HEALTH_REDIS_URL",
+    "OBSERVABILITY_HEALTH_AMQP_URL": "HEALTH_AMQP_URL",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -164,7 +182,7 @@ def build_settings(user: Any = None, environ: dict[str, str] | None = None) -> O
     errors: list[str] = []
     for variable, key in ENVIRONMENT_VARIABLES.items():
         raw = environ.get(variable)
-        if raw is None or (variable.startswith("OTEL_") and sources[key] == "env"):
+        if raw is None or (variable.startswith(("OTEL_", "SENTRY_")) and sources[key] == "env"):
             continue
         try:
             values[key] = _parse_env(variable, key, raw)
