@@ -65,7 +65,7 @@ _CHILD = textwrap.dedent(
                 "Cookie": "sessionid=cookie-secret-xyz; csrftoken=csrf-cookie-value",
                 "Authorization": "Bearer bearer-secret-tok",
                 "X-Correlation-Id": "sentry-e2e-1",
-                "traceparent": "00-%s-00f067aa0ba902b7-01",
+                "traceparent": "00-TRACE_ID-00f067aa0ba902b7-01",
             },
         )
         try:
@@ -76,8 +76,7 @@ _CHILD = textwrap.dedent(
     sentry_sdk.flush(timeout=10)
     print(json.dumps({"status": status, "request_id": request_id}))
     """
-    % TRACE_ID
-)
+).replace("TRACE_ID", TRACE_ID)
 
 
 def _events(body: bytes) -> list[dict]:
