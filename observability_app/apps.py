@@ -31,6 +31,14 @@ class ObservabilityConfig(AppConfig):
             if settings.AUDIT_CAPTURE_ADMIN_ACTIONS:
                 receivers.connect_admin_log()
         self._connect_optional()
+        self._connect_integrations(settings)
+
+    def _connect_integrations(self, settings) -> None:
+        """Sentry, when configured; a missing extra stops start-up with the pip line."""
+        if settings.SENTRY_DSN:
+            from .integrations import sentry
+
+            sentry.setup()
 
     def _connect_optional(self) -> None:
         """Metrics and tracing set themselves up here when their modules exist and are enabled."""

@@ -76,6 +76,9 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_COUNT_LIMIT": 10000,  # rows counted exactly; past this the changelist shows an estimate
     "ADMIN_MAX_PAGE_DEPTH": 1000000,  # rows a changelist page may start past; deeper pages ask for a filter
     "ADMIN_EXPORT_CHUNK_SIZE": 2000,  # rows fetched per round trip while an export streams
+    # Error tracking (docs/settings.md).
+    "SENTRY_DSN": None,  # set: unhandled errors go to Sentry with the request's ids (extra [sentry])
+    "SENTRY_SAMPLE_RATE": 1.0,  # share of error events sent
 }
 
 #: Environment variables read on top of the settings dict: variable -> (key, parser name).
@@ -98,6 +101,9 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OBSERVABILITY_HEALTH_QUEUE_URL": "HEALTH_QUEUE_URL",
     "OBSERVABILITY_AUDIT_SIGNING_KEY": "AUDIT_SIGNING_KEY",
     "OBSERVABILITY_AUDIT_CHECKPOINT_FILE": "AUDIT_CHECKPOINT_FILE",
+    "OBSERVABILITY_SENTRY_DSN": "SENTRY_DSN",
+    "SENTRY_DSN": "SENTRY_DSN",
+    "OBSERVABILITY_SENTRY_SAMPLE_RATE": "SENTRY_SAMPLE_RATE",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -167,7 +173,7 @@ def build_settings(user: Any = None, environ: dict[str, str] | None = None) -> O
     errors: list[str] = []
     for variable, key in ENVIRONMENT_VARIABLES.items():
         raw = environ.get(variable)
-        if raw is None or (variable.startswith("OTEL_") and sources[key] == "env"):
+        if raw is None or (variable.startswith(("OTEL_", "SENTRY_")) and sources[key] == "env"):
             continue
         try:
             values[key] = _parse_env(variable, key, raw)

@@ -73,7 +73,9 @@ def redact(value: Any, _depth: int = 0) -> Any:
 
 
 _TEXT_SECRET = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|authorization|cookie|session[_-]?id|csrf[_-]?token)"
+    # A prefixed name (api_token=, x-auth-token:, db_password=) is masked as the bare one is.
+    r"(?i)\b((?:[a-z0-9]+[_-])*(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|cookie|session[_-]?id"
+    r"|csrf[_-]?token))"
     r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|bearer\s+\S+|basic\s+\S+|[^\s,;&]+)"
 )
 

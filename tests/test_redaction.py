@@ -77,3 +77,11 @@ def test_no_secret_key_survives(value):
                 walk(item)
 
     walk(redact({"wrapper": value, "token": value}))
+
+
+def test_prefixed_secret_names_in_free_text_are_masked_too():
+    # A request's repr in a Sentry stack frame: "<WSGIRequest: GET '/x?api_token=...'>".
+    text = "GET /x?api_token=tok-1&page=2 x-auth-token: tok-2 db_password=pw-3 tokenizer=kept"
+    scrubbed = scrub_text(text)
+    assert not any(secret in scrubbed for secret in ("tok-1", "tok-2", "pw-3"))
+    assert "page=2" in scrubbed and "tokenizer=kept" in scrubbed
