@@ -74,6 +74,18 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_COUNT_LIMIT": 10000,  # rows counted exactly; past this the changelist shows an estimate
     "ADMIN_MAX_PAGE_DEPTH": 1000000,  # rows a changelist page may start past; deeper pages ask for a filter
     "ADMIN_EXPORT_CHUNK_SIZE": 2000,  # rows fetched per round trip while an export streams
+    # Background work (Celery integration, worker probes and metrics; docs/workers.md).
+    "CELERY_APP": None,  # dotted path of the project's Celery app: the integration installs itself in ready()
+    "TRACE_SAMPLE_RATES": {"production": 0.05, "staging": 0.25},  # by ENVIRONMENT, when TRACE_SAMPLE_RATE is unset
+    "TRACE_SAMPLING_RULES": [],  # [{"path": "/api/v1/buckets/", "rate": 0.5}]: new traces, first prefix match wins
+    "WORKER_METRICS_PORT": None,  # port a worker serves /metrics, /health/live, /health/ready on; None: no port
+    "WORKER_METRICS_ADDRESS": "0.0.0.0",  # address that port listens on
+    "WORKER_PUSHGATEWAY_URL": None,  # http(s)://pushgateway:9091: push the worker's metrics when pull is blocked
+    "WORKER_PUSH_INTERVAL": 15.0,  # seconds between pushes
+    "WORKER_HEARTBEAT_INTERVAL": 5.0,  # seconds between heartbeats of the worker's consumer loop
+    "WORKER_HEARTBEAT_MAX_AGE": 30.0,  # liveness fails when the last heartbeat is older than this
+    "WORKER_STATE_FILE": None,  # where the heartbeat is written for `manage.py worker_probe`; None: temp dir
+    "WORKER_BACKLOG_QUEUES": None,  # queues whose depth the worker reports; None: the queues it consumes
 }
 
 #: Environment variables read on top of the settings dict: variable -> (key, parser name).
@@ -95,6 +107,10 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OTEL_TRACES_EXPORTER": "TRACE_EXPORTER",
     "OBSERVABILITY_HEALTH_QUEUE_URL": "HEALTH_QUEUE_URL",
     "OBSERVABILITY_AUDIT_SIGNING_KEY": "AUDIT_SIGNING_KEY",
+    "OBSERVABILITY_WORKER_METRICS_PORT": "WORKER_METRICS_PORT",
+    "OBSERVABILITY_WORKER_PUSHGATEWAY_URL": "WORKER_PUSHGATEWAY_URL",
+    "OBSERVABILITY_WORKER_STATE_FILE": "WORKER_STATE_FILE",
+    "OBSERVABILITY_WORKER_HEARTBEAT_MAX_AGE": "WORKER_HEARTBEAT_MAX_AGE",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
