@@ -66,6 +66,12 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+    import django
+
+    if django.VERSION >= (5, 1):
+        # Writers take the lock when their transaction begins and wait for it (timeout above): a read that later
+        # writes (the scan) would otherwise fail at once with "database is locked" beside a second worker process.
+        DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, for the test database: threads in the concurrency tests share it like processes would.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}

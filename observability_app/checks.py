@@ -475,6 +475,8 @@ def check_background_work(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     queues = values["WORKER_BACKLOG_QUEUES"]
+    if isinstance(queues, str):  # from the environment: comma-separated
+        queues = [name.strip() for name in queues.split(",") if name.strip()]
     if queues is not None and (
         not isinstance(queues, list | tuple) or not all(isinstance(q, str) and 0 < len(q) <= 255 for q in queues)
     ):

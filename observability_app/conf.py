@@ -85,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_HEARTBEAT_INTERVAL": 5.0,  # seconds between heartbeats of the worker's consumer loop
     "WORKER_HEARTBEAT_MAX_AGE": 30.0,  # liveness fails when the last heartbeat is older than this
     "WORKER_STATE_FILE": None,  # where the heartbeat is written for `manage.py worker_probe`; None: temp dir
-    "WORKER_BACKLOG_QUEUES": None,  # queues whose depth the worker reports; None: the queues it consumes
+    "WORKER_BACKLOG_QUEUES": None,  # queue names whose depth the worker reports; None: the queues it consumes
 }
 
 #: Environment variables read on top of the settings dict: variable -> (key, parser name).
@@ -111,6 +111,9 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OBSERVABILITY_WORKER_PUSHGATEWAY_URL": "WORKER_PUSHGATEWAY_URL",
     "OBSERVABILITY_WORKER_STATE_FILE": "WORKER_STATE_FILE",
     "OBSERVABILITY_WORKER_HEARTBEAT_MAX_AGE": "WORKER_HEARTBEAT_MAX_AGE",
+    "OBSERVABILITY_WORKER_HEARTBEAT_INTERVAL": "WORKER_HEARTBEAT_INTERVAL",
+    "OBSERVABILITY_WORKER_PUSH_INTERVAL": "WORKER_PUSH_INTERVAL",
+    "OBSERVABILITY_WORKER_BACKLOG_QUEUES": "WORKER_BACKLOG_QUEUES",  # comma-separated
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -121,6 +121,7 @@ class CeleryIntegration(Integration):
         signals.task_revoked.connect(self.revoked, weak=False, dispatch_uid="observability.revoked")
         signals.task_unknown.connect(self.unknown, weak=False, dispatch_uid="observability.unknown")
         signals.setup_logging.connect(self.setup_logging, weak=False, dispatch_uid="observability.logging")
+        signals.celeryd_init.connect(self.worker_starting, weak=False, dispatch_uid="observability.celeryd_init")
         signals.worker_init.connect(self.worker_init, weak=False, dispatch_uid="observability.worker_init")
         signals.worker_ready.connect(self.worker_ready, weak=False, dispatch_uid="observability.worker_ready")
         signals.worker_shutdown.connect(self.worker_shutdown, weak=False, dispatch_uid="observability.shutdown")
@@ -252,11 +253,16 @@ class CeleryIntegration(Integration):
 
         config = getattr(django_settings, "LOGGING", None) or logging_config()
         logging.config.dictConfig(config)
+        logging.captureWarnings(True)  # Celery's start-up warnings (running as root, ...) become JSON lines too
         trace_logger = logging.getLogger("celery.app.trace")
         if not any(isinstance(existing, TraceOutcomeFilter) for existing in trace_logger.filters):
             trace_logger.addFilter(TraceOutcomeFilter())
 
     # -- the worker's main process -----------------------------------------------------------------------------------
+
+    def worker_starting(self, **kwargs: Any) -> None:
+        """The worker's first signal: warnings Celery gives before it sets logging up are logged (as JSON) too."""
+        logging.captureWarnings(True)
 
     def worker_init(self, sender: Any = None, **kwargs: Any) -> None:
         """Before the pool forks: a clean multi-process directory, the state, the port and the pusher."""
@@ -414,7 +420,9 @@ class BrokerCollector:
 
     def queues(self) -> list[str]:
         configured = settings.WORKER_BACKLOG_QUEUES
-        if isinstance(configured, list | tuple):
+        if isinstance(configured, str):  # OBSERVABILITY_WORKER_BACKLOG_QUEUES=scans,celery
+            configured = [name.strip() for name in configured.split(",") if name.strip()]
+        if isinstance(configured, list | tuple) and configured:
             return [str(name) for name in configured][:100]
         state = self.integration.state
         return list(state.queues) if state is not None and state.queues else [DEFAULT_QUEUE]
