@@ -82,7 +82,8 @@ def _scan_later(request: HttpRequest, bucket: str, name: str, version: str) -> N
     from .tasks import enqueue_scan
 
     fail_times = _transient_failures(request)
-    transaction.on_commit(lambda: enqueue_scan(bucket, name, version, fail_times=fail_times))
+    # robust: a broker that is down is logged (django.db.backends.base), the committed upload still answers 201
+    transaction.on_commit(lambda: enqueue_scan(bucket, name, version, fail_times=fail_times), robust=True)
 
 
 @csrf_exempt
