@@ -117,13 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             connect(True)
             ours.append(time_runs(noop, args.runs))
             ours_pub.append(time_publishes(args.runs, on=True))
-        lines = sum(1 for _ in open(os.path.join(directory, "jobs.log"), encoding="utf-8"))
+        with open(os.path.join(directory, "jobs.log"), encoding="utf-8") as written:
+            lines = sum(1 for _ in written)
     connect(True)
     run_bare, run_ours = statistics.median(bare) * 1e6, statistics.median(ours) * 1e6
     pub_bare, pub_ours = statistics.median(bare_pub) * 1e6, statistics.median(ours_pub) * 1e6
     added = run_ours - run_bare
     print(f"task run, Celery alone:        {run_bare:8.1f} us")
-    print(f"task run, with the integration: {run_ours:8.1f} us   added {added:6.1f} us  ratio {run_ours / run_bare:.2f}")
+    ratio = run_ours / run_bare
+    print(f"task run, with the integration: {run_ours:8.1f} us   added {added:6.1f} us  ratio {ratio:.2f}")
     print(f"publish handlers:               {pub_ours - pub_bare:8.1f} us added per published task")
     print(f"job lines written: {lines} (expected {args.rounds * args.runs + 200})")
     return 0
