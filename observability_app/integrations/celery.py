@@ -479,13 +479,13 @@ def install(app: Any = None) -> CeleryIntegration:
     The job metrics are declared here (so every scrape of a process that can publish or run tasks lists them);
     ``PROMETHEUS_MULTIPROC_DIR`` is created first when it is set but missing.
     """
-    from ..metrics import multiprocess
-
-    path = multiprocess.directory()
-    if path:
-        os.makedirs(path, exist_ok=True)
     _integration.install()
     if job_metrics.enabled():
+        from ..metrics import multiprocess
+
+        path = multiprocess.directory()
+        if path:
+            os.makedirs(path, exist_ok=True)
         job_metrics.families()
     _integration.add_app(app)
     return _integration

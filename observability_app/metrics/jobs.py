@@ -23,12 +23,9 @@ cannot grow the series past ``METRICS_MAX_SERIES_PER_METRIC`` (refused ones are 
 from __future__ import annotations
 
 import threading
-
-from prometheus_client import Counter, Gauge, Histogram
+from typing import Any
 
 from ..conf import settings
-from .bounded import Family
-from .registry import REGISTRY
 
 MAX_LABEL_LENGTH = 120
 OUTCOMES = frozenset({"success", "error", "retry"})
@@ -45,7 +42,13 @@ class _Families:
     before its ``PROMETHEUS_MULTIPROC_DIR`` is ready) and a process that never touches a job exports none."""
 
     def __init__(self) -> None:
-        def counter(name: str, documentation: str, labels: list[str] = QUEUE_TASK) -> Family:
+        # Imported here: with METRICS_ENABLED off nothing of prometheus_client is loaded at all.
+        from prometheus_client import Counter, Gauge, Histogram
+
+        from .bounded import Family
+        from .registry import REGISTRY
+
+        def counter(name: str, documentation: str, labels: list[str] = QUEUE_TASK) -> Any:
             return Family(Counter(name, documentation, labels, registry=REGISTRY), name)
 
         self.enqueued = counter("jobs_enqueued_total", "Job messages published, by queue and task.")
