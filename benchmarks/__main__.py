@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("audit", "middleware", "metrics", "retention", "admin", "jobs")
+MODULES = ("audit", "middleware", "metrics", "retention", "admin")
 
 
 def main() -> int:
