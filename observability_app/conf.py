@@ -74,6 +74,14 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_COUNT_LIMIT": 10000,  # rows counted exactly; past this the changelist shows an estimate
     "ADMIN_MAX_PAGE_DEPTH": 1000000,  # rows a changelist page may start past; deeper pages ask for a filter
     "ADMIN_EXPORT_CHUNK_SIZE": 2000,  # rows fetched per round trip while an export streams
+    # Series created at zero from start-up (rate()/increase() see the first error): these methods and statuses
+    # times every route of the URLconf outside EXCLUDED_PATHS and the admin.
+    "METRICS_SEED_METHODS": ["GET", "POST", "PUT", "DELETE"],
+    "METRICS_SEED_STATUSES": ["200", "201", "400", "404", "409", "500", "503"],
+    # A hung database must not hang the service (docs/deployment.md): seconds; 0 turns a bound off.
+    "DATABASE_CONNECT_TIMEOUT": 2.0,  # libpq connect_timeout (minimum 2) set on PostgreSQL aliases that have none
+    "DATABASE_STATEMENT_TIMEOUT": 5.0,  # a query in a request: cancelled after this, its connection cut 1 s later
+    "DATABASE_RETRY_SECONDS": 2.0,  # after a database failure requests get 503 at once for this long
 }
 
 #: Environment variables read on top of the settings dict: variable -> (key, parser name).
@@ -95,6 +103,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OTEL_TRACES_EXPORTER": "TRACE_EXPORTER",
     "OBSERVABILITY_HEALTH_QUEUE_URL": "HEALTH_QUEUE_URL",
     "OBSERVABILITY_AUDIT_SIGNING_KEY": "AUDIT_SIGNING_KEY",
+    "OBSERVABILITY_DATABASE_CONNECT_TIMEOUT": "DATABASE_CONNECT_TIMEOUT",
+    "OBSERVABILITY_DATABASE_STATEMENT_TIMEOUT": "DATABASE_STATEMENT_TIMEOUT",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

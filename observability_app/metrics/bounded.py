@@ -71,6 +71,9 @@ class Family:
         return child
 
     def _add(self, key: tuple[str, ...]) -> Any:
+        from . import seeding
+
+        seeding.ensure()  # the first new series of the process brings the zero-valued ones with it
         with self._lock:
             child = self.children.get(key)
             if child is not None:

@@ -86,6 +86,15 @@ DEBUG_LOGGING_REFUSED = Counter(
     registry=REGISTRY,
 )
 
+#: Log targets whose failures are counted: the batched access-log file, and the stream handlers (stdout/stderr).
+LOG_TARGETS = ("access_log", "stream")
+LOG_LINES_DROPPED = Counter(
+    "observability_log_lines_dropped_total",
+    "Log lines that could not be written (full disk, unwritable file, closed pipe), by target.",
+    ["target"],
+    registry=REGISTRY,
+)
+
 
 def _catalog_family(entry: catalog.CatalogEntry) -> Family:
     labelnames = ["bucket", *entry.labels, *STANDARD_LABEL_NAMES]
@@ -109,6 +118,7 @@ def refresh() -> None:
         family.reset(suffix)
     for family in (HTTP_REQUESTS, HTTP_DURATION, DB_QUERIES, DB_DURATION, DB_ERRORS, AUDIT_RECORDED):
         family.reset()
-    from . import http
+    from . import http, seeding
 
     http.clear_cache()
+    seeding.forget()
