@@ -10,7 +10,10 @@ memory-mapped files in that directory and a scrape served by any worker adds the
 * A lock file: folding takes it exclusively, scrapes take it shared, so a scrape never sees a worker's values
   twice (already folded and not yet removed) or not at all.
 * :class:`ProcessMetricsCollector`: ``process_*`` metrics summed over the live worker processes (prometheus_client's
-  own process collector only sees the process that happens to serve the scrape).
+  own process collector only sees the process that happens to serve the scrape). ``process_cpu_seconds_total``
+  also counts the workers that are gone: the gunicorn master's ``cutime``/``cstime`` (CPU of the children it has
+  reaped) plus its own time, and a high-water mark shared through the directory keeps it from ever going back
+  (a worker reaped between two reads of one scrape would otherwise be missed once).
 """
 
 from __future__ import annotations
@@ -272,11 +275,63 @@ class ProcessMetricsCollector:
         self._page = float(os.sysconf("SC_PAGE_SIZE")) if hasattr(os, "sysconf") else 4096.0
         self._boot = _boot_time()
 
+    def _master(self) -> int | None:
+        """The gunicorn master (our parent) when there is one: its reaped children are our dead workers."""
+        parent = os.getppid()
+        if parent <= 1:
+            return None
+        try:
+            with open(f"/proc/{parent}/cmdline", "rb") as handle:
+                command = handle.read()
+        except OSError:
+            return None
+        return parent if b"gunicorn" in command else None
+
+    def _gone_cpu(self, master: int | None) -> float:
+        """CPU seconds of the master itself and of every worker it has reaped."""
+        if master is None:
+            return 0.0
+        try:
+            with open(f"/proc/{master}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[-1].split()
+        except OSError:
+            return 0.0
+        return sum(float(fields[index]) for index in (11, 12, 13, 14)) / self._ticks
+
+    def _monotonic_cpu(self, value: float) -> float:
+        """``value``, or the highest value any scrape of this directory reported, whichever is higher."""
+        name = os.path.join(self._path, "process_cpu_high_water")
+        try:
+            with open(os.path.join(self._path, ".process.lock"), "a+b") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    try:
+                        with open(name, "rb") as handle:
+                            seen = _DOUBLE(handle.read(8), 0)[0]
+                    except (OSError, struct.error):
+                        seen = 0.0
+                    if value > seen:
+                        with open(name + ".tmp", "wb") as handle:
+                            handle.write(struct.pack("d", value))
+                        os.replace(name + ".tmp", name)
+                        return value
+                    return seen
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+        except OSError:
+            return value
+
     def collect(self) -> Iterator[Metric]:
         cpu = rss = vms = threads = fds = max_fds = 0.0
         start: float | None = None
         processes = 0
+        master = self._master()
+        # Master first, then the workers: a worker reaped in between is missed once (the high-water mark covers
+        # it), never counted twice.
+        cpu = self._gone_cpu(master)
         for pid in live_pids(self._path):
+            if pid == master:
+                continue
             try:
                 with open(f"/proc/{pid}/stat", "rb") as handle:
                     fields = handle.read().rsplit(b")", 1)[-1].split()
@@ -294,7 +349,9 @@ class ProcessMetricsCollector:
             began = self._boot + float(fields[19]) / self._ticks
             start = began if start is None else min(start, began)
         yield CounterMetricFamily(
-            "process_cpu_seconds", "Total user and system CPU time spent in seconds (sum over live workers).", cpu
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds (live workers, the workers that exited, the master).",
+            self._monotonic_cpu(cpu),
         )
         yield GaugeMetricFamily(
             "process_resident_memory_bytes", "Resident memory size in bytes (sum over live workers).", rss
