@@ -70,7 +70,14 @@ def _stack() -> list[str]:
     """The example project's middleware stack without ours."""
     from django.conf import settings
 
-    return [m for m in settings.MIDDLEWARE if m != OURS]
+    return [m for m in settings.MIDDLEWARE if not m.startswith("observability_app.")]
+
+
+def _ours() -> list[str]:
+    """Ours, in the project's order: ObservabilityMiddleware first, then the app's others (the database gate)."""
+    from django.conf import settings
+
+    return [OURS, *(m for m in settings.MIDDLEWARE if m.startswith("observability_app.") and m != OURS)]
 
 
 def build_handler(with_app: bool, *, metrics: bool = True):
@@ -87,7 +94,7 @@ def build_handler(with_app: bool, *, metrics: bool = True):
         module.urlpatterns = [*urlconf(), path("", include(settings.ROOT_URLCONF))]
         sys.modules["bench_urls"] = module
     settings.ROOT_URLCONF = "bench_urls"  # every handler resolves requests with it
-    middleware = [OURS, *_stack()] if with_app else _stack()
+    middleware = [*_ours(), *_stack()] if with_app else _stack()
     return _handler(middleware, METRICS_ENABLED=metrics, TRACING_ENABLED=False)
 
 

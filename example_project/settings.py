@@ -32,6 +32,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "observability_app.middleware.ObservabilityMiddleware",
+    # 503 at once while the database is failing, instead of requests queueing behind hung ones (docs/deployment.md)
+    "observability_app.health.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -31,6 +31,9 @@ class ObservabilityConfig(AppConfig):
             if settings.AUDIT_CAPTURE_ADMIN_ACTIONS:
                 receivers.connect_admin_log()
         self._connect_optional()
+        from .health import database as health_database
+
+        health_database.setup()  # bounded connect and query time: a hung database must not hang the service
 
     def _connect_optional(self) -> None:
         """Metrics and tracing set themselves up here when their modules exist and are enabled."""

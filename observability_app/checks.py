@@ -30,6 +30,10 @@ Ids are part of the public interface (runbooks and CI greps name them): never re
 ``observability_app.W031``  ``HEALTH_CHECK_TIMEOUT`` is above 5 s: orchestrators' probes time out first
 ``observability_app.E070``  a compliance-browser setting (``ADMIN_COUNT_LIMIT``, ...) is not a positive integer
 ``observability_app.W070``  ``ADMIN_COUNT_LIMIT`` is so high that every changelist view may count that many rows
+``observability_app.E050``  a database time bound (``DATABASE_CONNECT_TIMEOUT``, ...) is not a number of seconds >= 0
+``observability_app.E051``  ``METRICS_SEED_METHODS`` or ``METRICS_SEED_STATUSES`` holds an invalid method or status
+``observability_app.W050``  ``DATABASE_STATEMENT_TIMEOUT`` is off outside development: a hung database hangs requests
+``observability_app.W051``  ``DatabaseUnavailableMiddleware`` is missing: requests queue behind a hung database
 ==========================  =============================================================================
 """
 
@@ -409,4 +413,55 @@ def check_admin_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return messages
 
 
-__all__ = ["DEFAULTS", "check_admin_settings", "check_middleware", "check_settings"]
+_DATABASE_BOUND_KEYS = ("DATABASE_CONNECT_TIMEOUT", "DATABASE_STATEMENT_TIMEOUT", "DATABASE_RETRY_SECONDS")
+GATE_PATH = "observability_app.health.middleware.DatabaseUnavailableMiddleware"
+
+
+@register(Tags.compatibility)
+def check_database_bounds(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Database time bounds and the zero-valued series seeds (E050, E051, W050, W051)."""
+    raw = getattr(django_settings, "OBSERVABILITY", {})
+    if not isinstance(raw, dict):
+        return []  # reported as E001 by check_settings
+    values = build_settings(raw).values
+    messages: list[Any] = []
+    for key in _DATABASE_BOUND_KEYS:
+        value = values[key]
+        if value is not None and (not _is_number(value) or not 0 <= value < 3600):
+            messages.append(
+                _error("E050", f"OBSERVABILITY[{key!r}] is {value!r}.", "Use seconds from 0 (off) to under 3600.")
+            )
+    methods, statuses = values["METRICS_SEED_METHODS"], values["METRICS_SEED_STATUSES"]
+    if not isinstance(methods, list | tuple) or not all(isinstance(m, str) and m.isupper() for m in methods):
+        messages.append(
+            _error("E051", f"OBSERVABILITY['METRICS_SEED_METHODS'] is {methods!r}.", "Use a list like ['GET', 'PUT'].")
+        )
+    if not isinstance(statuses, list | tuple) or not all(
+        isinstance(code, str) and code.isdigit() and 100 <= int(code) <= 599 for code in statuses
+    ):
+        messages.append(
+            _error(
+                "E051", f"OBSERVABILITY['METRICS_SEED_STATUSES'] is {statuses!r}.", "Use a list like ['200', '500']."
+            )
+        )
+    if values["ENVIRONMENT"] not in ("development", "test") and values["DATABASE_STATEMENT_TIMEOUT"] in (0, None):
+        messages.append(
+            Warning(
+                "OBSERVABILITY['DATABASE_STATEMENT_TIMEOUT'] is off: a database that hangs holds every request.",
+                hint="Set a bound such as 5 (seconds); see docs/deployment.md.",
+                id=_ID.format("W050"),
+            )
+        )
+    middleware = list(getattr(django_settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH in middleware and GATE_PATH not in middleware:
+        messages.append(
+            Warning(
+                f"{GATE_PATH} is not in MIDDLEWARE: while the database hangs, requests queue instead of failing fast.",
+                hint="Add it right after ObservabilityMiddleware; see docs/deployment.md.",
+                id=_ID.format("W051"),
+            )
+        )
+    return messages
+
+
+__all__ = ["DEFAULTS", "check_admin_settings", "check_database_bounds", "check_middleware", "check_settings"]

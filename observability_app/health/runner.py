@@ -122,6 +122,7 @@ class Runner:
                 elapsed = (time.monotonic() - began) * 1000.0
                 results.append(CheckResult(check.name, FAIL, elapsed, "timeout"))
         status = PASS if all(result.ok for result in results) else FAIL
+        _feed_breaker(results)
         return HealthReport(status, datetime.now(UTC), tuple(results))
 
     def _start(self, check: HealthCheck) -> tuple[_Slot, float]:
@@ -160,6 +161,20 @@ class Runner:
         """Drop the cached answer and the loaded checks (after a settings change)."""
         self._checks = None
         self._cached = None
+
+
+def _feed_breaker(results: Sequence[CheckResult]) -> None:
+    """The database checks' verdict opens or closes the load-shedding breaker (see health/database.py)."""
+    from .database import breaker
+
+    verdicts = [result.ok for result in results if result.name.split(":", 1)[0] == "database"]
+    if not verdicts:
+        return
+    if all(verdicts):
+        if breaker.is_open:
+            breaker.reset()
+    else:
+        breaker.trip()
 
 
 _runner = Runner()
