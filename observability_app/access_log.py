@@ -18,6 +18,7 @@ What a batch holds is lost if the process is killed outright (SIGKILL, OOM): at 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -25,7 +26,15 @@ import time
 import weakref
 from typing import Any
 
-from .logging import ACCESS_FIELDS, ACCESS_LOGGER, ContextFilter, JsonFormatter, access_text, access_values
+from .logging import (
+    ACCESS_FIELDS,
+    ACCESS_LOGGER,
+    ContextFilter,
+    DropOnFailure,
+    JsonFormatter,
+    access_text,
+    access_values,
+)
 
 _template: dict[str, Any] | None = None
 
@@ -49,6 +58,7 @@ _new = object.__new__
 
 def _level_name(level: int) -> str:
     return _LEVEL_NAMES.get(level) or logging.getLevelName(level)
+
 
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
@@ -84,14 +94,20 @@ def access_record(level: int, message: str, ctx: Any, fields: dict[str, Any]) ->
     return record
 
 
-class AccessLogHandler(logging.FileHandler):
+class AccessLogHandler(DropOnFailure, logging.FileHandler):
     """A ``FileHandler`` that writes the access log in batches (see the module docstring).
 
     ``logging_config(access_log=path, access_log_buffer=256, access_log_flush_seconds=1.0)`` installs it; in a
     ``LOGGING`` dict of your own: ``{"class": "observability_app.access_log.AccessLogHandler", "filename": ...,
     "buffer_lines": 256, "flush_seconds": 1.0}``. Any record can go through it (``emit``); lines of other loggers
     are formatted at once and written with the batch, in order.
+
+    A target that cannot be written (full disk, unwritable file or directory) never fails a request or start-up:
+    the batch is dropped, counted in ``observability_log_lines_dropped_total{target="access_log"}`` and one warning
+    goes to stderr (:class:`~observability_app.logging.DropOnFailure`); the file is opened again for the next batch.
     """
+
+    drop_target = "access_log"
 
     def __init__(
         self,
@@ -108,7 +124,12 @@ class AccessLogHandler(logging.FileHandler):
             raise ValueError(f"buffer_lines={buffer_lines!r}: give 1 (write every line at once) or more")
         if not float(flush_seconds) > 0:
             raise ValueError(f"flush_seconds={flush_seconds!r}: give a positive number of seconds, such as 1.0")
-        super().__init__(filename, mode, encoding, delay, errors)
+        super().__init__(filename, mode, encoding, True, errors)
+        if not delay:
+            try:
+                self.stream = self._open()
+            except OSError as exc:  # unwritable: start anyway, drop and count until it can be opened
+                self.dropped(0, exc)
         self.buffer_lines = int(buffer_lines)
         self.flush_seconds = float(flush_seconds)
         # Lines of other loggers (str) and the middleware's values (tuple), in order.
@@ -120,6 +141,12 @@ class AccessLogHandler(logging.FileHandler):
     # -- writing -----------------------------------------------------------------------------------------------
     def emit(self, record: logging.LogRecord) -> None:
         if self.buffer_lines == 1:
+            if self.stream is None and not (self.mode == "w" and self._closed):
+                try:
+                    self.stream = self._open()
+                except OSError as exc:
+                    self.dropped(1, exc)
+                    return
             super().emit(record)
             return
         try:
@@ -174,15 +201,25 @@ class AccessLogHandler(logging.FileHandler):
                 lines.append(access_text(item))
             except Exception:
                 self.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": item[2], "levelno": 0}))
-        if self.stream is None:
-            if self.mode == "w" and self._closed:
-                return
-            self.stream = self._open()
         try:
+            if self.stream is None:
+                if self.mode == "w" and self._closed:
+                    return
+                self.stream = self._open()
             self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
-        except Exception:
-            self.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": f"{len(lines)} access lines"}))
+        except OSError as exc:
+            self._discard_stream()
+            self.dropped(len(lines), exc)
+            return
+        self.written()
+
+    def _discard_stream(self) -> None:
+        """After a failed write: close the file (its buffer holds what failed), reopen it for the next batch."""
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):  # the buffer holds what failed; the file descriptor closes anyway
+                stream.close()
 
     def flush(self) -> None:
         with self.lock:

@@ -411,6 +411,74 @@ def format_timestamp(created: float) -> str:
     return f"{_second_cache[1]}.{int((created - second) * 1_000_000):06d}Z"
 
 
+def count_dropped(target: str, lines: int) -> None:
+    """Add ``lines`` to ``observability_log_lines_dropped_total{target}`` (nothing when metrics are off)."""
+    try:
+        from .metrics import is_enabled
+
+        if is_enabled():
+            from .metrics.families import LOG_LINES_DROPPED
+
+            LOG_LINES_DROPPED.labels(target).inc(lines)
+    except Exception:  # counting a lost line must never lose the request too
+        pass
+
+
+class DropOnFailure:
+    """For handlers whose target can fail (a full disk, an unwritable file, a closed pipe): drop, count, warn once.
+
+    logging's default ``handleError`` prints a traceback to stderr for every failed record (for every batch of the
+    access log): on a full disk that is a flood on the one stream still working, and nothing counts what was lost.
+    Here a failure drops the line, counts it in ``observability_log_lines_dropped_total{target}`` and writes one
+    warning to stderr; the next successful write says the target works again (and a later outage warns again).
+    """
+
+    drop_target = "stream"
+    _failing = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.dropped(1, sys.exc_info()[1])
+
+    def dropped(self, lines: int, exc: BaseException | None) -> None:
+        count_dropped(self.drop_target, lines)
+        if self._failing:
+            return
+        self._failing = True
+        reason = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+        self._tell(
+            f"observability_app: cannot write log lines to {self._describe()} ({reason}); dropping them and counting"
+            f' them in observability_log_lines_dropped_total{{target="{self.drop_target}"}} (said once)'
+        )
+
+    def written(self) -> None:
+        if self._failing:
+            self._failing = False
+            self._tell(f"observability_app: writing log lines to {self._describe()} again")
+
+    def _describe(self) -> str:
+        return str(getattr(self, "baseFilename", None) or getattr(getattr(self, "stream", None), "name", "stream"))
+
+    @staticmethod
+    def _tell(text: str) -> None:
+        stream = sys.__stderr__
+        if stream is None:
+            return
+        try:
+            stream.write(text + "\n")
+            stream.flush()
+        except Exception:
+            pass
+
+
+class StreamHandler(DropOnFailure, logging.StreamHandler):
+    """``logging.StreamHandler`` that drops, counts and warns once when its stream fails (see DropOnFailure)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if self._failing and sys.exc_info()[0] is None:
+            self.written()
+
+
 def logging_config(
     level: str | None = None,
     *,
@@ -429,7 +497,7 @@ def logging_config(
     level = (level or os.environ.get("OBSERVABILITY_LOG_LEVEL") or "INFO").upper()
     handlers: dict[str, Any] = {
         "json_stdout": {
-            "class": "logging.StreamHandler",
+            "class": "observability_app.logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
             "filters": ["observability_context"],
@@ -466,7 +534,7 @@ def logging_config(
 
 def configure_stdout(level: str = "INFO") -> None:
     """For scripts outside Django settings: JSON lines on stdout for the root logger."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
