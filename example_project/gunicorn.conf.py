@@ -6,6 +6,11 @@
   to this master alone.
 * ``child_exit``: a dead worker's live gauges are dropped and its totals folded into one archive file, so totals
   stay right and the directory stays small however often workers are recycled (``max_requests``).
+* ``worker_class = "gthread"`` with ``GUNICORN_THREADS`` (default 4) threads per worker: a request blocked on a hung
+  database holds one thread, not the worker, so /health/live and /health/ready keep answering (the sync worker
+  would queue every probe behind it). The database bounds themselves are the app's settings
+  (``DATABASE_CONNECT_TIMEOUT``, ``DATABASE_STATEMENT_TIMEOUT``; docs/deployment.md); ``timeout`` (30 s) stays
+  well above them, so gunicorn never kills a worker that the app would have answered 503 from.
 * ``post_fork``: tracing drops any span-export state inherited from the master (only matters with
   ``preload_app = True``; harmless otherwise).
 
@@ -43,7 +48,8 @@ _prepare_metrics_directory()
 wsgi_app = "example_project.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5

@@ -33,3 +33,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(body, content_type=content_type)
     response["Cache-Control"] = "no-store"
     return response
+
+
+metrics.database_optional = True  # type: ignore[attr-defined]  (scrape-time DB collectors skip a failing database)
