@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -99,3 +100,70 @@ def test_writes_count_once_per_request_under_concurrency(server_database, tmp_pa
         assert total(samples, "bucket_storage_objects") == 40
         assert total(samples, "bucket_storage_used_bytes") == 40 * len(body)
         assert total(samples, "audit_events_recorded_total", event_type="ARTIFACT_CREATED") == 40
+
+
+def _counters(text: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a counter or histogram family (the values that must never go back)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[tuple[str, tuple], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type not in ("counter", "histogram"):
+            continue
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_no_counter_goes_back_across_reloads_recycling_and_kills(server_database, tmp_path):
+    """100 scrapes while workers are reloaded (SIGHUP), recycled (max_requests) and killed (-9), under traffic."""
+    import threading
+
+    env = {"GUNICORN_MAX_REQUESTS": "40"}
+    with GunicornServer(server_database.url, tmp_path, workers=3, env=env) as server:
+        stop = threading.Event()
+
+        def traffic() -> None:
+            index = 0
+            while not stop.is_set():
+                index += 1
+                with contextlib.suppress(OSError):  # a worker killed mid-request: the client sees a reset
+                    _get(server, index)
+
+        threads = [threading.Thread(target=traffic, daemon=True) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        previous: dict[tuple[str, tuple], float] = {}
+        backwards: list[str] = []
+        events = []
+        seen_workers: set[int] = set()
+        try:
+            for scrape_number in range(100):
+                seen_workers.update(server.worker_pids())
+                if scrape_number == 30:
+                    os.kill(server.process.pid, signal.SIGHUP)
+                    events.append("HUP")
+                if scrape_number in (50, 75):
+                    pids = server.worker_pids()
+                    if pids:
+                        os.kill(pids[0], signal.SIGKILL)
+                        events.append(f"KILL {pids[0]}")
+                answer = http(server.url("/metrics"), headers={"Connection": "close"})
+                assert answer.status == 200
+                current = _counters(answer.body.decode())
+                for key, value in previous.items():
+                    if key in current and current[key] < value:
+                        backwards.append(f"scrape {scrape_number}: {key} {value} -> {current[key]}")
+                    if key not in current and key[0] != "process_cpu_seconds_total":
+                        backwards.append(f"scrape {scrape_number}: {key} vanished")
+                previous.update(current)
+                time.sleep(0.15)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=20)
+        assert not backwards, "\n".join(backwards[:20])
+        assert len(events) == 3
+        assert len(seen_workers) >= 9, seen_workers  # recycled by max_requests, HUP and kills, not only 3
+        assert previous[("process_cpu_seconds_total", ())] > 0
+        assert total(previous, "http_requests_total", route=ROUTE, method="GET", status="404") > 300
