@@ -435,11 +435,13 @@ class DropOnFailure:
 
     drop_target = "stream"
     _failing = False
+    _failures = 0
 
     def handleError(self, record: logging.LogRecord) -> None:
         self.dropped(1, sys.exc_info()[1])
 
     def dropped(self, lines: int, exc: BaseException | None) -> None:
+        self._failures += 1
         count_dropped(self.drop_target, lines)
         if self._failing:
             return
@@ -474,8 +476,9 @@ class StreamHandler(DropOnFailure, logging.StreamHandler):
     """``logging.StreamHandler`` that drops, counts and warns once when its stream fails (see DropOnFailure)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        failures = self._failures
         super().emit(record)
-        if self._failing and sys.exc_info()[0] is None:
+        if self._failing and self._failures == failures:
             self.written()
 
 

@@ -191,37 +191,38 @@ def test_a_first_burst_of_500s_after_a_fresh_start_is_seen_whole(_migrated_sqlit
     database = _sqlite_copy(_migrated_sqlite, tmp_path / "db")
     _break_one_artifact(database)
     errors, others = 50, 950
-    with GunicornServer(f"sqlite:///{database}", tmp_path / "app", workers=3) as server:
-        with Prometheus(tmp_path / "prometheus", f"127.0.0.1:{server.port}") as prometheus:
-            prometheus.wait_for('up{job="artifact-service"}', lambda r: r and r[0]["value"][1] == "1")
-            prometheus.wait_scrapes(3)
-            first = prometheus.query(f'http_requests_total{{route="{ROUTE}",method="GET",status="500"}}')
-            assert first and sum(float(item["value"][1]) for item in first) == 0, first
+    with (
+        GunicornServer(f"sqlite:///{database}", tmp_path / "app", workers=3) as server,
+        Prometheus(tmp_path / "prometheus", f"127.0.0.1:{server.port}") as prometheus,
+    ):
+        prometheus.wait_for('up{job="artifact-service"}', lambda r: r and r[0]["value"][1] == "1")
+        prometheus.wait_scrapes(3)
+        first = prometheus.query(f'http_requests_total{{route="{ROUTE}",method="GET",status="500"}}')
+        assert first and sum(float(item["value"][1]) for item in first) == 0, first
 
-            def get(index: int) -> int:
-                path = (
-                    "/api/v1/buckets/burst/artifacts/model/1"
-                    if index % 20 == 0
-                    else f"/api/v1/buckets/b/artifacts/m/{index}"
-                )
-                return http(server.url(path), headers={"Connection": "close"}).status
-
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=6) as pool:
-                statuses = list(pool.map(get, range(errors + others)))
-            sent_errors = statuses.count(500)
-            assert sent_errors == errors, {code: statuses.count(code) for code in set(statuses)}
-            sent = len(statuses)
-            assert sent == errors + others
-            prometheus.wait_scrapes(5)
-
-            increase = prometheus.value('sum(increase(http_requests_total{status=~"5.."}[10m]))')
-            assert increase is not None and abs(increase - errors) <= 0.05 * errors, increase
-            share = errors / sent
-            ratio = prometheus.value(
-                'sum by (job) (rate(http_requests_total{status=~"5.."}[5m]))'
-                " / sum by (job) (rate(http_requests_total[5m]))"
+        def get(index: int) -> int:
+            path = (
+                "/api/v1/buckets/burst/artifacts/model/1"
+                if index % 20 == 0
+                else f"/api/v1/buckets/b/artifacts/m/{index}"
             )
-            assert ratio is not None and abs(ratio - share) <= 0.05 * share, (ratio, share)
-            assert ratio > 0.02  # HighHTTP5xxRate's threshold: the real share (4.9 %) is above it and so is the rule
+            return http(server.url(path), headers={"Connection": "close"}).status
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            statuses = list(pool.map(get, range(errors + others)))
+        sent_errors = statuses.count(500)
+        assert sent_errors == errors, {code: statuses.count(code) for code in set(statuses)}
+        sent = len(statuses)
+        assert sent == errors + others
+        prometheus.wait_scrapes(5)
+
+        increase = prometheus.value('sum(increase(http_requests_total{status=~"5.."}[10m]))')
+        assert increase is not None and abs(increase - errors) <= 0.05 * errors, increase
+        share = errors / sent
+        ratio = prometheus.value(
+            'sum by (job) (rate(http_requests_total{status=~"5.."}[5m])) / sum by (job) (rate(http_requests_total[5m]))'
+        )
+        assert ratio is not None and abs(ratio - share) <= 0.05 * share, (ratio, share)
+        assert ratio > 0.02  # HighHTTP5xxRate's threshold: the real share (4.9 %) is above it and so is the rule
