@@ -46,12 +46,15 @@ def _tool(name: str) -> str:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    pytest.fail(f"no free port in {PORTS.start}-{PORTS.stop - 1} for the test's PostgreSQL cluster")
+def _bindable(port: int) -> bool:
+    """Nothing holds ``port`` (a listener, or a client that got it as its ephemeral source port)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture
@@ -59,15 +62,27 @@ def own_cluster() -> Iterator[tuple[str, int, Path]]:
     create = _tool("pg_createcluster")
     drop = _tool("pg_dropcluster")
     version = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: int(v) if v.isdigit() else 0)[-1]
-    port = _free_port()
-    name = f"obs_hang_{port}"
-    subprocess.run([drop, "--stop", version, name], capture_output=True, check=False)
-    subprocess.run(
-        [create, version, name, "-p", str(port), "--start", "--", "--auth=trust"],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
+    started: tuple[str, int] | None = None
+    failures = []
+    for port in PORTS:
+        if not _bindable(port):
+            continue
+        name = f"obs_hang_{port}"
+        subprocess.run([drop, "--stop", version, name], capture_output=True, check=False)
+        made = subprocess.run(
+            [create, version, name, "-p", str(port), "--start", "--", "--auth=trust"],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        if made.returncode == 0:
+            started = (name, port)
+            break
+        failures.append(made.stderr.decode(errors="replace")[-300:])
+        subprocess.run([drop, "--stop", version, name], capture_output=True, check=False)
+    if started is None:
+        pytest.fail(f"no PostgreSQL cluster could start on {PORTS.start}-{PORTS.stop - 1}: {failures}")
+    name, port = started
     data = Path(f"/var/lib/postgresql/{version}/{name}")
     try:
         subprocess.run(
