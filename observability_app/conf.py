@@ -74,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_COUNT_LIMIT": 10000,  # rows counted exactly; past this the changelist shows an estimate
     "ADMIN_MAX_PAGE_DEPTH": 1000000,  # rows a changelist page may start past; deeper pages ask for a filter
     "ADMIN_EXPORT_CHUNK_SIZE": 2000,  # rows fetched per round trip while an export streams
+    "ADMIN_TRACE_URL": None,  # tracing UI link for a trace id, e.g. "http://jaeger:16686/trace/{trace_id}"
 }
 
 #: Environment variables read on top of the settings dict: variable -> (key, parser name).
@@ -95,6 +96,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OTEL_TRACES_EXPORTER": "TRACE_EXPORTER",
     "OBSERVABILITY_HEALTH_QUEUE_URL": "HEALTH_QUEUE_URL",
     "OBSERVABILITY_AUDIT_SIGNING_KEY": "AUDIT_SIGNING_KEY",
+    "OBSERVABILITY_ADMIN_TRACE_URL": "ADMIN_TRACE_URL",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
