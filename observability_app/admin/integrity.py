@@ -36,7 +36,7 @@ class TrailIntegrity:
 def _ago(when: datetime, now: datetime) -> str:
     if when > now:
         return "in the future (check the clocks)"
-    return f"{timesince(when, now).split(',')[0]} ago"
+    return f"{timesince(when, now).split(',')[0]} ago".replace("\xa0", " ")
 
 
 def trail_integrity(using: str = DEFAULT_DB_ALIAS, *, now: datetime | None = None) -> TrailIntegrity:
