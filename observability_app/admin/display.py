@@ -33,7 +33,7 @@ def short_id(value: str, *, href: str = "", kind: str = "id", what: str = "value
         return format_html('<span class="obs-id-cell">{}</span>', text)
     return format_html(
         '<span class="obs-id-cell">{}<button type="button" class="obs-copy" data-copy="{}" title="copy the {}"'
-        ' aria-label="copy the {}">&#x2398;</button></span>',
+        ' aria-label="copy the {}">copy</button></span>',
         text,
         value,
         what,
