@@ -107,6 +107,32 @@ def daily_counts(queryset: QuerySet, field_name: str, first: dt.date, last: dt.d
     return result
 
 
+def small_selection_counts(queryset: QuerySet, field_name: str, params: dict[str, Any]) -> DailyCounts | None:
+    """:func:`window` and :func:`daily_counts` for a selection counted exactly (a search, a correlation): its times
+    and types read once, without ``ORDER BY`` (so the filter's own index serves it), and bucketed here.
+
+    With ``ORDER BY occurred_at DESC LIMIT 1`` or a time range on top of a rare match, PostgreSQL tends to walk the
+    time index until it meets the match, which for a search is most of the table (190 ms instead of 20).
+    """
+    rows = []
+    for when, event_type in queryset.order_by().values_list(field_name, "event_type"):
+        if timezone.is_aware(when):
+            when = timezone.localtime(when)
+        rows.append((when.date(), event_type))
+    if not rows:
+        return None
+    days = window(params, queryset.none(), field_name) if f"{field_name}__year" in params else None
+    if days is None:
+        last = max(day for day, _ in rows)
+        days = (last - dt.timedelta(days=DEFAULT_DAYS - 1), last)
+    result = DailyCounts(*days)
+    for day, event_type in rows:
+        if days[0] <= day <= days[1]:
+            per_type = result.counts.setdefault(day, {})
+            per_type[event_type] = per_type.get(event_type, 0) + 1
+    return result
+
+
 def colours(totals: dict[str, int]) -> dict[str, str]:
     """A colour per type, the busiest first; past the palette the types share its last colour as "other types"."""
     names = list(totals)

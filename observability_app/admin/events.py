@@ -48,6 +48,7 @@ from ..audit import export
 from ..audit.canonical import format_time
 from ..audit.models import AuditEvent
 from . import chart, detail, lineage, timeline
+from .dates import SMALL_SELECTION
 from .display import event_type_label, short_id
 from .filters import ActorFilter, CorrelationFilter, EventTypeFilter
 from .integrity import trail_integrity
@@ -220,11 +221,13 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def _chart(self, cl: Any) -> Any:
         """The picture of the selection (:mod:`.chart`); nothing when the selection holds no events."""
-        days = chart.window(cl.params, cl.queryset, DATE_FIELD)
-        if days is None:
-            return ""
-        data = chart.daily_counts(cl.queryset, DATE_FIELD, *days)
-        if not data.counts:
+        paginator = getattr(cl, "paginator", None)
+        if getattr(paginator, "count_is_exact", False) and cl.result_count <= SMALL_SELECTION:
+            data = chart.small_selection_counts(cl.queryset, DATE_FIELD, cl.params)
+        else:
+            days = chart.window(cl.params, cl.queryset, DATE_FIELD)
+            data = chart.daily_counts(cl.queryset, DATE_FIELD, *days) if days is not None else None
+        if data is None or not data.counts:
             return ""
 
         def day_link(day: Any) -> str:
@@ -366,27 +369,8 @@ class AuditEventAdmin(admin.ModelAdmin):
             {
                 "correlation_id": correlation_id,
                 "timeline": line,
-                "rows": [
-                    {
-                        "entry": entry,
-                        "offset": timeline.format_offset(entry.offset),
-                        "gap": timeline.format_offset(entry.gap),
-                        "type": event_type_label(entry.event.event_type),
-                        "subject": short_id(entry.event.subject, kind="subject", what="subject"),
-                        "actor": short_id(entry.event.actor, kind="actor", what="actor"),
-                        "request": short_id(entry.event.request_id, kind="request", what="request id"),
-                        "trace": short_id(entry.event.trace_id, href=entry.trace_url, kind="trace", what="trace id"),
-                        "url": reverse(
-                            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
-                            args=[entry.event.pk],
-                            current_app=self.admin_site.name,
-                        ),
-                        "lineage_url": self._view_url("lineage", artifact=entry.event.subject)
-                        if entry.event.subject and entry.event.event_type in ARTIFACT_TYPES
-                        else "",
-                    }
-                    for entry in line.entries
-                ],
+                "count": len(line.entries),
+                "rows_html": self._timeline_rows(line),
                 "filtered_url": self._changelist_url(correlation_id=correlation_id) if correlation_id else "",
                 "trace_ui": bool(timeline.settings.ADMIN_TRACE_URL),
                 "max_events": timeline.MAX_EVENTS,
@@ -394,6 +378,46 @@ class AuditEventAdmin(admin.ModelAdmin):
         )
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/observability_app/auditevent/timeline.html", context)
+
+    def _timeline_rows(self, line: Any) -> str:
+        """The timeline's rows, built here in one pass: a template loop over 1,000 events costs 300 ms."""
+        change_url = reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[0], current_app=self.admin_site.name
+        ).replace("/0/", "/{}/")
+        rows = []
+        for entry in line.entries:
+            event = entry.event
+            lineage_link = ""
+            if event.subject and event.event_type in ARTIFACT_TYPES:
+                lineage_link = format_html(
+                    '<a class="obs-lineage-link" href="{}">lineage</a>',
+                    self._view_url("lineage", artifact=event.subject),
+                )
+            rows.append(
+                format_html(
+                    '<tr class="obs-timeline-event obs-outcome-{}" data-event-id="{}">'
+                    '<td class="obs-offset" title="since the previous event: {}">{}</td>'
+                    '<td class="obs-time"><a href="{}"><time datetime="{}">{}</time></a></td>'
+                    '<td class="obs-type-cell">{}</td><td class="obs-source">{}</td><td>{}</td>'
+                    '<td class="obs-outcome">{}</td><td>{}{}</td><td>{}</td><td class="obs-trace">{}</td></tr>',
+                    event.outcome or "none",
+                    event.pk,
+                    timeline.format_offset(entry.gap),
+                    timeline.format_offset(entry.offset),
+                    change_url.format(event.pk),
+                    format_time(event.occurred_at),
+                    event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23],
+                    event_type_label(event.event_type),
+                    event.source or "-",
+                    short_id(event.actor, kind="actor", what="actor"),
+                    event.outcome or "-",
+                    short_id(event.subject, kind="subject", what="subject"),
+                    lineage_link,
+                    short_id(event.request_id, kind="request", what="request id"),
+                    short_id(event.trace_id, href=entry.trace_url, kind="trace", what="trace id"),
+                )
+            )
+        return mark_safe("".join(rows))  # each row built with format_html: every value escaped
 
     def lineage_view(self, request: HttpRequest) -> HttpResponse:
         """An artifact's upstream chain, decisions and readers (:mod:`.lineage`)."""
