@@ -194,8 +194,16 @@ def render(data: DailyCounts, day_link: Any) -> SafeString:
     ticks = sorted({0, len(days) // 2, len(days) - 1}) if days else []
     labels = format_html_join(
         "",
-        '<text x="{}" y="{}" text-anchor="middle" class="obs-chart-label">{}</text>',
-        ((_n(LEFT + i * step + step / 2), HEIGHT - 6, days[i].isoformat()) for i in ticks),
+        '<text x="{}" y="{}" text-anchor="{}" class="obs-chart-label">{}</text>',
+        (
+            (
+                _n(LEFT + i * step + step / 2),
+                HEIGHT - 6,
+                "end" if i == len(days) - 1 and i else ("start" if i == 0 else "middle"),
+                days[i].isoformat(),
+            )
+            for i in ticks
+        ),
     )
     svg = format_html(
         '<svg class="obs-chart-svg" viewBox="0 0 {} {}" preserveAspectRatio="none" role="img" aria-label="{}">'
