@@ -98,9 +98,6 @@ class HeldScope:
     def subjects_for(self, event_type: str) -> set[str]:
         return set(self.subjects) | {subject for subject, kind in self.pairs if kind == event_type}
 
-    def covers(self, event_type: str, subject: str) -> bool:
-        return event_type in self.types or subject in self.subjects or (subject, event_type) in self.pairs
-
 
 def active_scope(using: str = DEFAULT_DB_ALIAS) -> HeldScope:
     """The scope of the holds in force now (read inside the caller's transaction)."""

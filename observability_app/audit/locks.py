@@ -52,33 +52,8 @@ def exclusive(name: str, *, using: str = DEFAULT_DB_ALIAS, wait: bool = False, t
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
         return
-    database = str(connection.settings_dict.get("NAME") or "")
-    if not database or database == ":memory:" or "mode=memory" in database:
-        lock = _memory_locks.setdefault(f"{database}|{name}", threading.Lock())
-        if not lock.acquire(timeout=timeout if wait else 0):
-            raise LockBusy(name)
-        try:
-            yield
-        finally:
-            lock.release()
-        return
-    path = os.path.join(
-        tempfile.gettempdir(), f"observability-{hashlib.sha256((database + name).encode()).hexdigest()[:16]}.lock"
-    )
-    with open(path, "w") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not wait or time.monotonic() > deadline:
-                    raise LockBusy(name) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with _file_lock(using, name, shared=False, timeout=timeout if wait else 0):
+        yield
 
 
 HOLDS_LOCK = "observability_app.holds"
@@ -132,7 +107,7 @@ def _file_lock(using: str, name: str, *, shared: bool, timeout: float) -> Iterat
                 fcntl.flock(handle, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
+                if time.monotonic() >= deadline:
                     raise LockBusy(name) from None
                 time.sleep(0.01)
         try:
