@@ -163,9 +163,7 @@ def _checkpoint_problems(using: str, key: bytes | None) -> list[Problem]:
     return problems
 
 
-def _seal_locked(
-    using: str, key: bytes | None, max_events: int, now: datetime | None, result: SealResult
-) -> None:
+def _seal_locked(using: str, key: bytes | None, max_events: int, now: datetime | None, result: SealResult) -> None:
     late = _late_events(using)
     while True:
         previous = AuditSeal.objects.using(using).order_by("-id").first()

@@ -126,9 +126,7 @@ def purge_expired(
                 count, after = 0, 0
                 while True:
                     started = time.perf_counter()
-                    removed = _delete_batch(
-                        name, cutoff, lifetime, after, batch_size, result.run_id, using, seals
-                    )
+                    removed = _delete_batch(name, cutoff, lifetime, after, batch_size, result.run_id, using, seals)
                     if not removed:
                         break
                     result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - started)

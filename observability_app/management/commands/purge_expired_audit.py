@@ -1,7 +1,8 @@
 """``manage.py purge_expired_audit``: remove audit events past their retention. The policy lives in
 :mod:`observability_app.audit.retention`; this command only parses options and reports.
 
-Exit codes: 0 done (or nothing to do); 2 bad options; 3 another purge holds the lock (safe to ignore from cron).
+Exit codes: 0 done (or nothing to do); 2 bad options; 3 another purge holds the lock (safe to ignore from cron);
+4 the database role may not delete audit events (run it as the purge login of ``audit_db_roles``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from ...audit.exceptions import UnknownEventType
 from ...audit.locks import LockBusy
@@ -16,6 +18,8 @@ from ...audit.retention import purge_expired
 from ._options import EXIT_BAD_OPTIONS, parse_when
 
 EXIT_LOCKED = 3
+EXIT_NOT_PERMITTED = 4
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 class Command(BaseCommand):
@@ -48,6 +52,14 @@ class Command(BaseCommand):
         except LockBusy:
             self.stderr.write("another purge_expired_audit holds the lock; nothing done")
             sys.exit(EXIT_LOCKED)
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+                raise
+            self.stderr.write(
+                "this database role may not delete audit events: run purge_expired_audit as the purge login set up"
+                f" by `manage.py audit_db_roles` (docs/deployment.md); nothing deleted. ({str(exc).strip()[:200]})"
+            )
+            sys.exit(EXIT_NOT_PERMITTED)
         verb = "would delete" if result.dry_run else "deleted"
         for name in sorted(result.cutoffs):
             self.stdout.write(f"{name:<28} {verb} {result.counts.get(name, 0):>10}   cut-off {result.cutoffs[name]}")
