@@ -154,9 +154,7 @@ def test_wiping_every_audit_table_is_named(checkpoint_file):
 def test_restoring_an_older_backup_is_named(checkpoint_file):
     """A restore brings back the trail as it was two seals ago: the checkpoint file remembers later seals."""
     sealed_trail(1)
-    backup = {
-        table: _rows(table) for table in ("observability_audit_event", "observability_audit_seal")
-    }
+    backup = {table: _rows(table) for table in ("observability_audit_event", "observability_audit_seal")}
     sealed_trail(2)
     with triggers_off() as cursor:
         cursor.execute("DELETE FROM observability_audit_verification")
@@ -224,3 +222,70 @@ def test_verify_during_a_purge_reports_no_problem():
         thread.join()
     assert result.total == 3000 and reports
     assert [problem for report in reports for problem in report.problems] == []
+
+
+# -- late commits: a writer's transaction open while seals pass its id ----------------------------------------
+
+
+class _OpenWriter:
+    """A thread that records one event in a transaction and keeps it open until told to commit."""
+
+    def __init__(self) -> None:
+        self.opened, self.release = threading.Event(), threading.Event()
+        self.pk: int | None = None
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                self.pk = audit.record("ARTIFACT_ACCESSED", {**ACCESS, "reader": "slow"}).pk
+                self.opened.set()
+                self.release.wait(30)
+        finally:
+            connections.close_all()
+
+    def __enter__(self) -> _OpenWriter:
+        self.thread.start()
+        assert self.opened.wait(10)
+        return self
+
+    def commit(self) -> None:
+        self.release.set()
+        self.thread.join(30)
+
+    def __exit__(self, *exc) -> None:
+        self.commit()
+
+
+def _assert_picked_up_late(pk: int) -> None:
+    report = integrity.verify()
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.unsealed == 1
+    assert integrity.seal().late == 1
+    report = integrity.verify()
+    assert report.ok and report.unsealed == 0, [str(p) for p in report.problems]
+    assert integrity.seal_for(pk) is not None
+
+
+@postgres_only
+def test_an_event_committed_after_three_seals_passed_its_id_is_sealed_late_not_inserted():
+    with _OpenWriter() as writer:
+        for n in range(3):
+            audit.record("ARTIFACT_ACCESSED", {**ACCESS, "n": n})
+            assert len(integrity.seal().seals) == 1
+            assert integrity.verify().ok
+        assert AuditSeal.objects.filter(first_id__lte=writer.pk, last_id__gte=writer.pk).exists()
+    _assert_picked_up_late(writer.pk)
+
+
+@postgres_only
+def test_an_event_committed_after_seal_calls_that_each_wrote_several_seals_is_sealed_late():
+    with _OpenWriter() as writer:
+        audit.record_many([("ARTIFACT_ACCESSED", {**ACCESS, "i": i}) for i in range(7)])
+        assert len(integrity.seal(max_events=2).seals) == 4
+        audit.record_many([("ARTIFACT_ACCESSED", {**ACCESS, "j": j}) for j in range(5)])
+        assert len(integrity.seal(max_events=2).seals) == 3
+        assert integrity.verify().ok
+    _assert_picked_up_late(writer.pk)

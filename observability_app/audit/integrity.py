@@ -7,7 +7,9 @@ In the spirit of CloudTrail's log file integrity validation:
   event), chained to the previous seal's digest, and HMAC'd with ``AUDIT_SIGNING_KEY`` when one is set. Writers never
   wait on it: it reads committed rows and takes only a sealer lock (one sealer at a time, never the writers).
 - Events that commit after a seal has read their id range ("late" events: a long transaction got its id first)
-  are picked up by the next seal, which re-reads the previous seal's range for ids it lacks.
+  are picked up by the next seal after their commit, however many seals passed: each seal call lists the
+  transactions holding the writers' lock (``watch``), and the next call re-reads the ranges those may still
+  commit into (:func:`_rescan_start`, docs/audit-integrity.md "Late commits").
 - Each seal's digest is also written to the ``observability_app.audit.integrity`` logger, so the log pipeline
   keeps a copy outside the database.
 - :func:`verify` streams through the events in id order and through the seals, and reports by event id every event
@@ -23,6 +25,7 @@ import bisect
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import queue
 import struct
@@ -47,7 +50,7 @@ from .canonical import (
     values_text,
 )
 from .checkpoints import checkpoint_of
-from .locks import exclusive
+from .locks import exclusive, writers_in_progress
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification
 
 logger = logging.getLogger("observability_app.audit.integrity")
@@ -62,9 +65,21 @@ def _mac(key: bytes | None, material: bytes) -> str:
     return hashlib.sha256(material).hexdigest()
 
 
-def seal_digest(previous: str, first_id: int, last_id: int, count: int, leaves: bytes, key: bytes | None) -> str:
-    material = f"seal/v1|{previous}|{first_id}|{last_id}|{count}|".encode() + hashlib.sha256(leaves).digest()
+def seal_digest(
+    previous: str, first_id: int, last_id: int, count: int, leaves: bytes, key: bytes | None, watch: Any = None
+) -> str:
+    """A seal's digest; ``watch`` (version 2 seals) is part of it, so nobody can widen or narrow what a seal says
+    was still in flight without the key. Version 1 seals (no ``watch``) keep their original material."""
+    version = "v1" if watch is None else "v2"
+    material = f"seal/{version}|{previous}|{first_id}|{last_id}|{count}|".encode() + hashlib.sha256(leaves).digest()
+    if watch is not None:
+        material += b"|" + json.dumps(watch, sort_keys=True, separators=(",", ":")).encode()
     return _mac(key, material)
+
+
+def _seal_watch(version: int, watch: Any) -> Any:
+    """What :func:`seal_digest` takes as ``watch`` for a stored seal of ``version``."""
+    return None if version < 2 else watch
 
 
 def purge_digest(seal_digest_: str, run_id: str, removed: bytes, key: bytes | None) -> str:
@@ -105,14 +120,17 @@ def seal(*, using: str = DEFAULT_DB_ALIAS, max_events: int | None = None, now: d
         key = signing_key()
         _refuse_unanchored_chain(using, key)
         try:
-            _seal_locked(using, key, max_events, now, result)
-        finally:
-            # After the commit (a checkpoint must never name a seal that is not there); a crash before this line
-            # leaves the file one seal behind, which verification accepts: the chain still extends it.
-            for new in result.seals:
-                checkpoint = checkpoint_of(new, key)
-                for sink in checkpoints.sinks():
-                    sink.append(checkpoint)
+            with _snapshot(using, read_only=False):
+                _seal_locked(using, key, max_events, now, result)
+        except BaseException:
+            result.seals, result.events, result.late = [], 0, 0  # rolled back: nothing was sealed
+            raise
+        # After the commit (a checkpoint must never name a seal that is not there); a crash before this line
+        # leaves the file one seal behind, which verification accepts: the chain still extends it.
+        for new in result.seals:
+            checkpoint = checkpoint_of(new, key)
+            for sink in checkpoints.sinks():
+                sink.append(checkpoint)
     return result
 
 
@@ -164,7 +182,12 @@ def _checkpoint_problems(using: str, key: bytes | None) -> list[Problem]:
 
 
 def _seal_locked(using: str, key: bytes | None, max_events: int, now: datetime | None, result: SealResult) -> None:
+    """Write the seals of one call, all read in one snapshot (the caller's transaction) and sharing one ``watch``:
+    ``{"after": the newest seal before this call, "writers": the writers' lock holders listed after the snapshot}``.
+    """
     late = _late_events(using)
+    after = AuditSeal.objects.using(using).order_by("-id").values_list("id", flat=True).first() or 0
+    watch: dict[str, Any] | None = None
     while True:
         previous = AuditSeal.objects.using(using).order_by("-id").first()
         start = previous.last_id + 1 if previous else 1
@@ -176,6 +199,8 @@ def _seal_locked(using: str, key: bytes | None, max_events: int, now: datetime |
         )
         if not rows and not late:
             return
+        if watch is None:  # listed after the snapshot (taken by the first read above): see _rescan_start
+            watch = {"after": after, "writers": writers_in_progress(using)}
         leaves = pack_leaves(rows + late)
         # The range starts where the previous one ended, not at the first event read: ids below that event may
         # still be in open transactions, and the next seal looks for late commits inside this range only.
@@ -191,8 +216,10 @@ def _seal_locked(using: str, key: bytes | None, max_events: int, now: datetime |
             late_count=len(late),
             leaves=leaves,
             previous_digest=prev_digest,
-            digest=seal_digest(prev_digest, first_id, last_id, count, leaves, key),
+            digest=seal_digest(prev_digest, first_id, last_id, count, leaves, key, watch),
             keyed=bool(key),
+            watch=watch,
+            version=2,
         )
         result.seals.append(new)
         result.events += count
@@ -203,24 +230,79 @@ def _seal_locked(using: str, key: bytes | None, max_events: int, now: datetime |
 
 
 def _late_events(using: str) -> list[tuple[int, str]]:
-    """Events inside the last seal's id range that it does not hold (committed after it read the range)."""
-    previous = AuditSeal.objects.using(using).order_by("-id").first()
-    if previous is None:
+    """Committed events inside sealed ranges that no seal holds yet: they committed after the seal that read their
+    range ("late"). Only the ranges that may still receive one are read (:func:`_rescan_start`)."""
+    seals = AuditSeal.objects.using(using).order_by("-id").values_list("id", "first_id", "last_id", "watch")
+    start = _rescan_start(seals.iterator(chunk_size=50))
+    if start is None:
         return []
-    sealed = set(leaf_ids(bytes(previous.leaves)))
+    first_id, earliest_seal = start
+    last_id = AuditSeal.objects.using(using).order_by("-id").values_list("last_id", flat=True).first()
+    sealed: set[int] = set()
+    for blob in AuditSeal.objects.using(using).filter(id__gte=earliest_seal).values_list("leaves", flat=True):
+        sealed.update(leaf_ids(bytes(blob)))
     return [
         (pk, digest)
         for pk, digest in AuditEvent.objects.using(using)
-        .filter(id__gte=previous.first_id, id__lte=previous.last_id)
+        .filter(id__gte=first_id, id__lte=last_id)
         .values_list("id", "digest")
         .iterator(chunk_size=10_000)
         if pk not in sealed
     ]
 
 
+def _groups(seals_newest_first: Iterator[tuple[Any, ...]]) -> Iterator[tuple[int, int, frozenset[str]]]:
+    """The seal calls, newest first: ``(lowest first_id, earliest seal id, writers)`` for each run of seals that
+    share one ``watch`` (one :func:`seal` call). A version 1 seal (no watch) is a call of its own, with no writers."""
+    current: tuple[Any, int, int, frozenset[str]] | None = None
+    for seal_id, first_id, _last_id, watch in seals_newest_first:
+        group = watch.get("after") if isinstance(watch, dict) else ("v1", seal_id)
+        writers = frozenset(watch.get("writers") or ()) if isinstance(watch, dict) else frozenset()
+        if current is not None and current[0] == group:
+            current = (group, min(current[1], first_id), seal_id, current[3])
+            continue
+        if current is not None:
+            yield current[1], current[2], current[3]
+        current = (group, first_id, seal_id, writers)
+    if current is not None:
+        yield current[1], current[2], current[3]
+
+
+def _rescan_start(seals_newest_first: Iterator[tuple[Any, ...]]) -> tuple[int, int] | None:
+    """Where late events can still appear: ``(first event id, earliest seal id)``, or None without seals.
+
+    A late event was written by a transaction that held the writers' lock before the snapshot of the call that
+    sealed past its id. Either it ended before that call listed the lock's holders (then it committed before the
+    next call's snapshot: so the **last call's** ranges are always read again), or it is in that call's
+    ``writers`` and stays in the ``writers`` of every later call until it ends. It ended, at the latest, just
+    after the last call listed it, and so it is in the writers of one of the **last two calls**; every call it was
+    in progress for lists it, back to the one whose range holds its event. So: the last call, then back through
+    every call whose writers meet the last two calls' writers.
+    """
+    groups = _groups(seals_newest_first)
+    last = next(groups, None)
+    if last is None:
+        return None
+    first_id, earliest, suspects = last
+    candidate = next(groups, None)
+    if candidate is not None:
+        suspects = suspects | candidate[2]
+    while candidate is not None and candidate[2] & suspects:
+        first_id, earliest = candidate[0], candidate[1]
+        candidate = next(groups, None)
+    return first_id, earliest
+
+
 def seal_for(event_id: int, using: str = DEFAULT_DB_ALIAS) -> AuditSeal | None:
-    """The seal that holds ``event_id`` (its range's seal, else the following seal that carried it late)."""
-    for candidate in AuditSeal.objects.using(using).filter(last_id__gte=event_id).order_by("last_id")[:3]:
+    """The seal that holds ``event_id``: its range's seal, else the later seal that carried it late (however many
+    seals later: only seals that carry late events are read, and only their leading, late, leaves)."""
+    seals = AuditSeal.objects.using(using)
+    home = seals.filter(first_id__lte=event_id, last_id__gte=event_id).order_by("id").first()
+    candidates = [home] if home is not None else []
+    carriers = seals.filter(late_count__gt=0, first_id__gt=event_id).order_by("id")
+    if home is not None:
+        carriers = carriers.filter(id__gt=home.pk)
+    for candidate in [*candidates, *carriers.iterator(chunk_size=20)]:
         ids = leaf_ids(bytes(candidate.leaves))
         index = bisect.bisect_left(ids, event_id)
         if index < len(ids) and ids[index] == event_id:
@@ -241,7 +323,15 @@ def event_seal_status(event: AuditEvent) -> dict[str, Any]:
         return {"sealed": False, "content_matches_digest": content_ok, "summary": "not sealed yet"}
     sealed_digest = dict(iter_leaves(bytes(found.leaves))).get(event.pk)
     seal_ok = hmac.compare_digest(
-        seal_digest(found.previous_digest, found.first_id, found.last_id, found.event_count, bytes(found.leaves), key),
+        seal_digest(
+            found.previous_digest,
+            found.first_id,
+            found.last_id,
+            found.event_count,
+            bytes(found.leaves),
+            key,
+            _seal_watch(found.version, found.watch),
+        ),
         found.digest,
     )
     matches = sealed_digest is not None and sealed_digest.hex() == event.digest
@@ -342,12 +432,18 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run:
 
 
 @contextlib.contextmanager
-def _snapshot(using: str) -> Iterator[None]:
+def _snapshot(using: str, *, read_only: bool = True) -> Iterator[None]:
+    """One transaction that sees one snapshot: REPEATABLE READ on PostgreSQL, a single transaction on SQLite.
+
+    Inside a caller's transaction the caller's isolation stands (PostgreSQL cannot change it after a query).
+    """
     connection = connections[using]
+    outermost = not connection.in_atomic_block
     with transaction.atomic(using=using):
-        if connection.vendor == "postgresql":
+        if connection.vendor == "postgresql" and outermost:
             with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                mode = " READ ONLY" if read_only else ""
+                cursor.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{mode}")
         yield
 
 
@@ -356,13 +452,13 @@ def _verify_in_snapshot(using: str, chunk_size: int, key: bytes | None, report: 
     seal_rows = list(
         AuditSeal.objects.using(using)
         .order_by("id")
-        .values_list("id", "first_id", "last_id", "event_count", "previous_digest", "digest")
+        .values_list("id", "first_id", "last_id", "event_count", "previous_digest", "digest", "watch", "version")
     )
     purged = _purged_ids(using, key, {row[0]: row[5] for row in seal_rows}, report)
     # Pass 1 over the seals (one blob in memory at a time): chain, signature, and the late leaves.
     late: dict[int, tuple[bytes, int]] = {}
     previous_digest, previous_last = "", 0
-    for seal_id, first_id, last_id, count, prev, digest in seal_rows:
+    for seal_id, first_id, last_id, count, prev, digest, watch, version in seal_rows:
         blob = _blob(using, seal_id)
         report.seals_checked += 1
         if prev != previous_digest and not previous_digest:
@@ -371,7 +467,8 @@ def _verify_in_snapshot(using: str, chunk_size: int, key: bytes | None, report: 
             )
         elif prev != previous_digest or first_id != previous_last + 1:
             report.problems.append(Problem("chain_broken", None, f"seal {seal_id} does not follow the seal before it"))
-        if not hmac.compare_digest(seal_digest(prev, first_id, last_id, count, blob, key), digest):
+        signed = seal_digest(prev, first_id, last_id, count, blob, key, _seal_watch(version, watch))
+        if not hmac.compare_digest(signed, digest):
             report.problems.append(Problem("seal_forged", None, f"seal {seal_id} digest does not verify"))
         if len(blob) != count * LEAF:
             report.problems.append(Problem("seal_forged", None, f"seal {seal_id} holds {len(blob) // LEAF} leaves"))
@@ -380,7 +477,9 @@ def _verify_in_snapshot(using: str, chunk_size: int, key: bytes | None, report: 
                 late[pk] = (leaf_digest, seal_id)
         previous_digest, previous_last = digest, last_id
     last_sealed = seal_rows[-1][2] if seal_rows else 0
-    last_seal_first = seal_rows[-1][1] if seal_rows else 1
+    # Unsealed events at or above this id may still be late commits the next seal takes (see _rescan_start).
+    rescan = _rescan_start((row[0], row[1], row[2], row[6]) for row in reversed(seal_rows))
+    last_seal_first = rescan[0] if rescan else 1
     # Pass 2: the events in id order, merged with each seal's in-range leaves (one seal's leaves at a time).
     seen_late: set[int] = set()
     leaves = _SealLeaves(using, seal_rows, purged, report)
