@@ -14,6 +14,11 @@
 5. records one AUDIT_PURGED event with the per-type counts, cut-offs and run id (``/metrics`` sums these into
    ``audit_events_purged_total`` in every process, whichever host purged).
 
+A run killed between two batches (``kill -9``, a lost host) has committed its batches and their purge records but
+no AUDIT_PURGED event. The next run, under the same lock before it deletes anything, writes that AUDIT_PURGED for
+it from its purge records (``"interrupted": true``, :func:`interrupted_runs`), so the AUDIT_PURGED totals and the
+purge records always agree.
+
 Memory stays flat (one batch of ids at a time, 8 bytes each) and no transaction holds more than one batch. A second
 run finds nothing more to delete.
 """
@@ -30,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import BinaryField, F
+from django.db.models import BinaryField, F, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Substr
 
@@ -43,7 +48,7 @@ from .models import AuditEvent, AuditPurgeRecord, AuditSeal
 from .recording import record
 
 PURGE_LOCK = "observability_app.purge"
-__all__ = ["LockBusy", "PurgeResult", "last_purge", "plan", "purge_expired"]
+__all__ = ["LockBusy", "PurgeResult", "interrupted_runs", "last_purge", "plan", "purge_expired"]
 
 
 @dataclass
@@ -54,6 +59,8 @@ class PurgeResult:
     cutoffs: dict[str, str] = field(default_factory=dict)
     batches: int = 0
     longest_batch_seconds: float = 0.0
+    #: Earlier runs that were killed after deleting (purge records, no AUDIT_PURGED): run id -> counts by type.
+    reconciled: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -113,6 +120,21 @@ def purge_expired(
         registry.get(name)  # UnknownEventType for a typo, before anything happens
     result = PurgeResult(run_id=uuid.uuid4().hex, dry_run=dry_run)
     with exclusive(PURGE_LOCK, using=using, wait=False):
+        result.reconciled = interrupted_runs(using)
+        if not dry_run:
+            for old_run, counts in result.reconciled.items():
+                record(
+                    "AUDIT_PURGED",
+                    {
+                        "counts": counts,
+                        "cutoffs": {},
+                        "run_id": old_run,
+                        "interrupted": True,
+                        "reconciled_by": result.run_id,
+                    },
+                    source="command",
+                    using=using,
+                )
         cutoffs = plan(now, event_types=event_types, using=using)
         if not dry_run:
             seal(using=using)
@@ -143,6 +165,27 @@ def purge_expired(
                 using=using,
             )
     return result
+
+
+def interrupted_runs(using: str = DEFAULT_DB_ALIAS) -> dict[str, dict[str, int]]:
+    """Runs that deleted events (their purge records committed batch by batch) but never wrote their AUDIT_PURGED
+    event: killed, or their host lost, between a batch and the end. Run id -> events removed by type.
+
+    Read under the purge lock, so a run still going is never taken for one. One anti-join over the purge records
+    (AUDIT_PURGED's subject is its run id, indexed).
+    """
+    finished = AuditEvent.objects.using(using).filter(event_type="AUDIT_PURGED").values("subject")
+    rows = (
+        AuditPurgeRecord.objects.using(using)
+        .exclude(run_id__in=finished)
+        .values_list("run_id", "event_type")
+        .annotate(removed=Sum("removed_count"))
+        .order_by("run_id", "event_type")
+    )
+    out: dict[str, dict[str, int]] = {}
+    for run_id, event_type, removed in rows:
+        out.setdefault(run_id, {})[event_type or "unknown"] = int(removed or 0)
+    return out
 
 
 class _SealMap:

@@ -60,6 +60,9 @@ class Command(BaseCommand):
                 f" by `manage.py audit_db_roles` (docs/deployment.md); nothing deleted. ({str(exc).strip()[:200]})"
             )
             sys.exit(EXIT_NOT_PERMITTED)
+        for old_run, counts in sorted(result.reconciled.items()):
+            state = "found" if result.dry_run else "recorded AUDIT_PURGED for"
+            self.stdout.write(f"{state} interrupted run {old_run}: deleted {sum(counts.values())} event(s) {counts}")
         verb = "would delete" if result.dry_run else "deleted"
         for name in sorted(result.cutoffs):
             self.stdout.write(f"{name:<28} {verb} {result.counts.get(name, 0):>10}   cut-off {result.cutoffs[name]}")
