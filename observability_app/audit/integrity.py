@@ -366,6 +366,11 @@ class Report:
     events_checked: int = 0
     seals_checked: int = 0
     unsealed: int = 0
+    #: The oldest event not sealed yet (its id and when it was written), and when the newest seal was written:
+    #: the unsealed tail is what a database attacker can still change unseen, so its size and age are reported.
+    unsealed_oldest_id: int | None = None
+    unsealed_oldest_at: datetime | None = None
+    last_seal_at: datetime | None = None
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -418,6 +423,16 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run:
     report = Report()
     with _snapshot(using):
         _verify_in_snapshot(using, chunk_size, key, report)
+        report.last_seal_at = (
+            AuditSeal.objects.using(using).order_by("-id").values_list("created_at", flat=True).first()
+        )
+        if report.unsealed_oldest_id is not None:
+            report.unsealed_oldest_at = (
+                AuditEvent.objects.using(using)
+                .filter(pk=report.unsealed_oldest_id)
+                .values_list("occurred_at", flat=True)
+                .first()
+            )
     if record_run:
         AuditVerification.objects.using(using).create(
             started_at=started,
@@ -425,7 +440,11 @@ def verify(*, using: str = DEFAULT_DB_ALIAS, chunk_size: int = 2000, record_run:
             events_checked=report.events_checked,
             seals_checked=report.seals_checked,
             problems=len(report.problems),
-            summary={"by_kind": _by_kind(report), "unsealed": report.unsealed},
+            summary={
+                "by_kind": _by_kind(report),
+                "unsealed": report.unsealed,
+                "unsealed_oldest_at": report.unsealed_oldest_at.isoformat() if report.unsealed_oldest_at else None,
+            },
         )
     _count_failures(report)
     return report
@@ -665,6 +684,8 @@ def _check_unexpected(
     if pk > last_sealed or (pk >= last_seal_first and valid):
         # Written after the last seal (or committed late inside its range): the next seal takes it.
         report.unsealed += 1
+        if report.unsealed_oldest_id is None:  # the stream is in id order: the first one is the oldest
+            report.unsealed_oldest_id = pk
         if not valid:
             report.problems.append(Problem("changed", pk, "unsealed event whose content does not give its digest"))
         return
