@@ -289,3 +289,59 @@ def test_an_event_committed_after_seal_calls_that_each_wrote_several_seals_is_se
         assert len(integrity.seal(max_events=2).seals) == 3
         assert integrity.verify().ok
     _assert_picked_up_late(writer.pk)
+
+
+# -- holds that hold: a deleted hold cannot launder a purge ------------------------------------------------------
+
+
+def _expired(subject: str, count: int) -> None:
+    old = datetime.now(UTC) - timedelta(days=3000)
+    audit.record_many(
+        [
+            {
+                "event_type": "ARTIFACT_ACCESSED",
+                "payload": {**ACCESS, "artifact_id": subject, "i": i},
+                "occurred_at": old,
+            }
+            for i in range(count)
+        ]
+    )
+
+
+@pytest.mark.parametrize("scope", ["subject", "type", "pair"])
+def test_deleting_a_hold_then_purging_its_events_is_named_by_verify(scope):
+    _expired("b/held@1", 3)
+    _expired("b/free@1", 2)
+    kwargs = {
+        "subject": {"subject": "b/held@1"},
+        "type": {"event_type": "ARTIFACT_ACCESSED"},
+        "pair": {"subject": "b/held@1", "event_type": "ARTIFACT_ACCESSED"},
+    }[scope]
+    hold = holds.place(reason="litigation", placed_by="legal", **kwargs)
+    assert purge_expired().total == (0 if scope == "type" else 2)
+    assert integrity.verify().ok
+    with triggers_off() as cursor:  # the attacker removes the hold's row, then lets the purge run
+        cursor.execute("DELETE FROM observability_legal_hold WHERE id = %s", [hold.pk])
+    assert purge_expired().total > 0
+    report = integrity.verify()
+    found = kinds(report)
+    assert "hold_missing" in found and "purged_under_hold" in found, [str(p) for p in report.problems]
+    assert any(f"legal hold {hold.pk}" in p.detail for p in report.problems if p.kind == "purged_under_hold")
+
+
+def test_a_purge_after_a_hold_was_lifted_is_not_a_problem():
+    _expired("b/held@1", 3)
+    hold = holds.place(subject="b/held@1", reason="litigation", placed_by="legal")
+    assert purge_expired().total == 0
+    holds.release(hold, released_by="legal", reason="settled")
+    assert purge_expired().total == 3
+    report = integrity.verify()
+    assert report.ok, [str(p) for p in report.problems]
+
+
+def test_a_forged_purge_record_subject_list_is_named():
+    _expired("b/held@1", 3)
+    assert purge_expired().total == 3
+    with triggers_off() as cursor:  # hide what was purged from the hold check, without the key
+        cursor.execute("UPDATE observability_audit_purge_record SET subjects = '[]' WHERE removed_count > 0")
+    assert "purge_forged" in kinds(integrity.verify())

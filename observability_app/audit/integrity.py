@@ -51,7 +51,7 @@ from .canonical import (
 )
 from .checkpoints import checkpoint_of
 from .locks import exclusive, writers_in_progress
-from .models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification
+from .models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification, LegalHold
 
 logger = logging.getLogger("observability_app.audit.integrity")
 
@@ -82,8 +82,25 @@ def _seal_watch(version: int, watch: Any) -> Any:
     return None if version < 2 else watch
 
 
-def purge_digest(seal_digest_: str, run_id: str, removed: bytes, key: bytes | None) -> str:
-    return _mac(key, f"purge/v1|{seal_digest_}|{run_id}|".encode() + hashlib.sha256(removed).digest())
+def purge_digest(
+    seal_digest_: str, run_id: str, removed: bytes, key: bytes | None, context: PurgeContext | None = None
+) -> str:
+    """A purge record's digest. Version 2 records (``context`` given) also sign what verification checks against
+    the legal holds: the batch's event type, the subjects it removed and the database time it ran."""
+    if context is None:
+        return _mac(key, f"purge/v1|{seal_digest_}|{run_id}|".encode() + hashlib.sha256(removed).digest())
+    material = f"purge/v2|{seal_digest_}|{run_id}|{context.event_type}|{format_time(context.created_at)}|".encode()
+    subjects = json.dumps(sorted(context.subjects), separators=(",", ":")).encode()
+    return _mac(key, material + hashlib.sha256(removed).digest() + b"|" + hashlib.sha256(subjects).digest())
+
+
+@dataclass(frozen=True)
+class PurgeContext:
+    """What a version 2 purge record says about its batch, signed with it."""
+
+    event_type: str
+    created_at: datetime
+    subjects: tuple[str, ...] = ()
 
 
 def pack_leaves(rows: list[tuple[int, str]]) -> bytes:
@@ -352,7 +369,7 @@ def event_seal_status(event: AuditEvent) -> dict[str, Any]:
 
 @dataclass
 class Problem:
-    kind: str  # changed | removed | inserted | seal_forged | chain_broken | purge_forged
+    kind: str  # changed | removed | inserted | seal_forged | chain_broken | purge_forged | purged_under_hold ...
     event_id: int | None
     detail: str
 
@@ -378,21 +395,35 @@ class Report:
         return not self.problems
 
 
-def _purged_ids(using: str, key: bytes | None, seal_digests: dict[int, str], report: Report) -> dict[int, array]:
-    """Seal id -> sorted ids its purge records say were removed (records that do not verify are reported).
+def _purged_ids(
+    using: str,
+    key: bytes | None,
+    seal_digests: dict[int, str],
+    report: Report,
+    batches: list[tuple[int, PurgeContext]],
+) -> dict[int, array]:
+    """Seal id -> sorted ids its purge records say were removed (records that do not verify are reported); the
+    verified version 2 records' contexts are appended to ``batches`` for the legal-hold cross-check.
 
     Held as 8-byte arrays (a million purged ids: 8 MB), decoded from the records in C.
     """
     removed: dict[int, array] = {}
     records = AuditPurgeRecord.objects.using(using).order_by("id")
-    rows = records.values_list("id", "seal_id", "run_id", "removed", "digest").iterator(chunk_size=100)
-    for pk, seal_id, run_id, blob, digest in rows:
+    columns = ("id", "seal_id", "run_id", "removed", "digest", "version", "event_type", "subjects", "created_at")
+    for pk, seal_id, run_id, blob, digest, version, event_type, subjects, created_at in records.values_list(
+        *columns
+    ).iterator(chunk_size=100):
         blob = bytes(blob)
         seal_digest_ = seal_digests.get(seal_id)
-        expected = purge_digest(seal_digest_ or "", run_id, blob, key)
+        context = None
+        if version >= 2:
+            context = PurgeContext(event_type, created_at, tuple(subjects if isinstance(subjects, list) else ()))
+        expected = purge_digest(seal_digest_ or "", run_id, blob, key, context)
         if seal_digest_ is None or not hmac.compare_digest(expected, digest):
             report.problems.append(Problem("purge_forged", None, f"purge record {pk} does not verify"))
             continue
+        if context is not None:
+            batches.append((pk, context))
         removed.setdefault(seal_id, array("q")).frombytes(blob[: len(blob) - len(blob) % 8])
     for seal_id, ids in removed.items():
         if _LITTLE_ENDIAN:
@@ -473,7 +504,9 @@ def _verify_in_snapshot(using: str, chunk_size: int, key: bytes | None, report: 
         .order_by("id")
         .values_list("id", "first_id", "last_id", "event_count", "previous_digest", "digest", "watch", "version")
     )
-    purged = _purged_ids(using, key, {row[0]: row[5] for row in seal_rows}, report)
+    batches: list[tuple[int, PurgeContext]] = []
+    purged = _purged_ids(using, key, {row[0]: row[5] for row in seal_rows}, report, batches)
+    report.problems.extend(hold_problems(using, batches))
     # Pass 1 over the seals (one blob in memory at a time): chain, signature, and the late leaves.
     late: dict[int, tuple[bytes, int]] = {}
     previous_digest, previous_last = "", 0
@@ -524,6 +557,64 @@ def _verify_in_snapshot(using: str, chunk_size: int, key: bytes | None, report: 
     for pk, (_leaf, seal_id) in late.items():
         if pk not in seen_late and not _contains(purged.get(seal_id), pk):
             report.problems.append(Problem("removed", pk, f"sealed late by seal {seal_id}, missing, not purged"))
+
+
+def hold_problems(using: str, batches: list[tuple[int, PurgeContext]]) -> list[Problem]:
+    """Did a purge batch remove events a legal hold covered at the time? And is every hold still on record?
+
+    The holds are rebuilt from the sealed LEGAL_HOLD_PLACED / LEGAL_HOLD_RELEASED events (with the database times
+    their payloads carry), not from ``observability_legal_hold``: deleting a hold's row, then purging, cannot
+    launder the deletion. A hold's event without its row is named too (``hold_missing``).
+    """
+    placed: dict[str, tuple[str, str, datetime]] = {}
+    released: dict[str, datetime] = {}
+    events = AuditEvent.objects.using(using).filter(event_type__in=("LEGAL_HOLD_PLACED", "LEGAL_HOLD_RELEASED"))
+    for event_type, payload, occurred_at in events.values_list("event_type", "payload", "occurred_at"):
+        if not isinstance(payload, dict) or not isinstance(payload.get("hold_id"), str):
+            continue
+        if event_type == "LEGAL_HOLD_PLACED":
+            when = _payload_time(payload.get("placed_at"), occurred_at)
+            placed[payload["hold_id"]] = (str(payload.get("subject") or ""), str(payload.get("event_type") or ""), when)
+        else:
+            released[payload["hold_id"]] = _payload_time(payload.get("released_at"), occurred_at)
+    problems: list[Problem] = []
+    if not placed:
+        return problems
+    rows = {str(pk) for pk in LegalHold.objects.using(using).values_list("pk", flat=True)}
+    for hold_id in sorted(set(placed) - rows, key=lambda h: (len(h), h)):
+        problems.append(
+            Problem("hold_missing", None, f"legal hold {hold_id} was placed (sealed event) but its row is gone")
+        )
+    for pk, context in batches:
+        subjects = set(context.subjects)
+        for hold_id, (subject, event_type, since) in placed.items():
+            until = released.get(hold_id)
+            if not (since <= context.created_at and (until is None or context.created_at < until)):
+                continue
+            if event_type and event_type != context.event_type:
+                continue
+            if subject and subject not in subjects:
+                continue
+            what = f"{context.event_type} events" + (f" about {subject}" if subject else "")
+            problems.append(
+                Problem(
+                    "purged_under_hold",
+                    None,
+                    f"purge record {pk} ({format_time(context.created_at)}) removed {what} while legal hold {hold_id}"
+                    f" (placed {format_time(since)}) was in force",
+                )
+            )
+    return problems
+
+
+def _payload_time(value: Any, fallback: datetime) -> datetime:
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return fallback
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return fallback
 
 
 def _blob(using: str, seal_id: int) -> bytes:

@@ -42,7 +42,7 @@ from django.db.models.functions import Substr
 from . import registry
 from .db import purge_gate
 from .holds import HeldScope, active_scope
-from .integrity import LEAF, leaf_ids, purge_digest, seal
+from .integrity import LEAF, PurgeContext, leaf_ids, purge_digest, seal
 from .locks import LockBusy, database_now, exclusive, holds_serialized
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal
 from .recording import record
@@ -286,31 +286,41 @@ def _delete_batch(
         with connection.cursor() as cursor:
             if postgres:
                 cursor.execute(
-                    f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY({inner})) RETURNING id)"
-                    " SELECT string_agg(int8send(id), ''::bytea ORDER BY id) FROM gone",
+                    f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY({inner})) RETURNING id, subject)"
+                    " SELECT string_agg(int8send(id), ''::bytea ORDER BY id), array_agg(DISTINCT subject) FROM gone",
                     params,
                 )
-                blob = cursor.fetchone()[0]
+                blob, subjects = cursor.fetchone()
                 removed = array("q", bytes(blob) if blob else b"")
                 if _LITTLE_ENDIAN:
                     removed.byteswap()
             elif connection.features.can_return_columns_from_insert:  # SQLite 3.35+: DELETE ... RETURNING too
-                cursor.execute(f"DELETE FROM {table} WHERE id IN ({inner}) RETURNING id", params)
-                removed = array("q", sorted(row[0] for row in cursor.fetchall()))
+                cursor.execute(f"DELETE FROM {table} WHERE id IN ({inner}) RETURNING id, subject", params)
+                rows = cursor.fetchall()
+                removed = array("q", sorted(row[0] for row in rows))
+                subjects = [row[1] for row in rows]
             else:
                 cursor.execute(inner, params)
                 removed = array("q", sorted(row[0] for row in cursor.fetchall()))
+                subjects = []
                 for start in range(0, len(removed), 500):  # SQLite's bound-parameter limit
                     chunk = removed[start : start + 500].tolist()
-                    cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+                    marks = ", ".join(["%s"] * len(chunk))
+                    cursor.execute(f"SELECT DISTINCT subject FROM {table} WHERE id IN ({marks})", chunk)
+                    subjects.extend(row[0] for row in cursor.fetchall())
+                    cursor.execute(f"DELETE FROM {table} WHERE id IN ({marks})", chunk)
         if not removed:
             return removed
         now = database_now(using)
         records = []
         by_seal = seals.group(removed)
         digests = seals.digests(by_seal)
-        for seal_id, ids in by_seal.items():
+        # The batch's distinct subjects go on its first record (signed with it): verification checks them against
+        # the legal holds in force at ``now`` (integrity.hold_problems).
+        batch_subjects = tuple(sorted({subject for subject in subjects or () if subject is not None}))
+        for index, (seal_id, ids) in enumerate(by_seal.items()):
             blob = _big_endian(ids)
+            context = PurgeContext(name, now, batch_subjects if index == 0 else ())
             records.append(
                 AuditPurgeRecord(
                     run_id=run_id,
@@ -318,8 +328,10 @@ def _delete_batch(
                     created_at=now,
                     removed=blob,
                     removed_count=len(ids),
-                    digest=purge_digest(digests[seal_id], run_id, blob, key),
+                    digest=purge_digest(digests[seal_id], run_id, blob, key, context),
                     event_type=name,
+                    subjects=list(context.subjects),
+                    version=2,
                 )
             )
         AuditPurgeRecord.objects.using(using).bulk_create(records)
