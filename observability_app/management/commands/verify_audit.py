@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.utils.connection import ConnectionDoesNotExist
 
-from ...audit.integrity import verify
+from ...audit.integrity import DEFAULT_SAMPLE_SEALS, verify
 from ._options import EXIT_BAD_OPTIONS
 
 
@@ -26,6 +26,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--database", default="default")
         parser.add_argument("--max-problems", type=int, default=1000, help="print at most this many problems")
+        parser.add_argument(
+            "--full", action="store_true", help="check all history, not what is new since the last pass"
+        )
+        parser.add_argument(
+            "--sample",
+            type=int,
+            default=DEFAULT_SAMPLE_SEALS,
+            help=f"older seals an incremental run re-checks at random (default {DEFAULT_SAMPLE_SEALS})",
+        )
 
     def handle(self, *args, **options):
         using = options["database"]
@@ -37,7 +46,9 @@ class Command(BaseCommand):
             raise CommandError(
                 f"--max-problems must be 0 to 10000000, got {options['max_problems']}", returncode=EXIT_BAD_OPTIONS
             )
-        report = verify(using=using)
+        if not 0 <= options["sample"] <= 1_000_000:
+            raise CommandError(f"--sample must be 0 to 1000000, got {options['sample']}", returncode=EXIT_BAD_OPTIONS)
+        report = verify(using=using, full=options["full"], sample=options["sample"])
         for problem in report.problems[: max(0, options["max_problems"])]:
             self.stdout.write(f"TAMPERED {problem}")
         summary = (
@@ -45,6 +56,13 @@ class Command(BaseCommand):
             f" {report.unsealed} not sealed yet; {len(report.problems)} problem(s)"
         )
         self.stdout.write(_tail(report))
+        if report.full:
+            self.stdout.write("full run: every seal and event checked")
+        else:
+            self.stdout.write(
+                f"incremental run since verification {report.baseline}: new seals and events, every purge record"
+                f" since, the whole chain's links, and {report.sampled} older seal(s) at random (--full for all)"
+            )
         if report.ok:
             self.stdout.write(self.style.SUCCESS(summary))
             return
