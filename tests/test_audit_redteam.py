@@ -345,3 +345,83 @@ def test_a_forged_purge_record_subject_list_is_named():
     with triggers_off() as cursor:  # hide what was purged from the hold check, without the key
         cursor.execute("UPDATE observability_audit_purge_record SET subjects = '[]' WHERE removed_count > 0")
     assert "purge_forged" in kinds(integrity.verify())
+
+
+# -- the classics: swapped payloads, reordered ids, moved timestamps --------------------------------------------
+
+
+def _sealed_pair():
+    first = audit.record("ARTIFACT_ACCESSED", {**ACCESS, "reader": "alice"})
+    second = audit.record("ARTIFACT_ACCESSED", {**ACCESS, "reader": "bob"})
+    integrity.seal()
+    return first.pk, second.pk
+
+
+def test_swapping_two_events_payloads_names_both():
+    a, b = _sealed_pair()
+    with triggers_off() as cursor:
+        cursor.execute(
+            "UPDATE observability_audit_event SET payload ="
+            " (SELECT payload FROM observability_audit_event WHERE id = %s) WHERE id = %s",
+            [b, a],
+        )
+        cursor.execute(
+            "UPDATE observability_audit_event SET payload = %s WHERE id = %s",
+            ['{"artifact_id": "b/a@1", "version": "1", "reader": "alice", "purpose": "p"}', b],
+        )
+    found = {(p.kind, p.event_id) for p in integrity.verify().problems}
+    assert {("changed", a), ("changed", b)} <= found
+
+
+def test_swapping_two_events_ids_digests_and_all_is_named():
+    a, b = _sealed_pair()
+    with triggers_off() as cursor:  # reorder history: each row takes the other's id (its digest comes along)
+        cursor.execute("UPDATE observability_audit_event SET id = -1 WHERE id = %s", [a])
+        cursor.execute("UPDATE observability_audit_event SET id = %s WHERE id = %s", [a, b])
+        cursor.execute("UPDATE observability_audit_event SET id = %s WHERE id = -1", [b])
+    found = {(p.kind, p.event_id) for p in integrity.verify().problems}
+    assert {("changed", a), ("changed", b)} <= found
+
+
+def test_moving_an_events_time_back_is_named():
+    a, _b = _sealed_pair()
+    with triggers_off() as cursor:
+        cursor.execute(
+            "UPDATE observability_audit_event SET occurred_at = %s WHERE id = %s",
+            [datetime.now(UTC) - timedelta(days=3000), a],
+        )
+    assert ("changed", a) in {(p.kind, p.event_id) for p in integrity.verify().problems}
+    result = purge_expired()  # the attacker's hope: the purge erases it, with a valid purge record
+    assert result.total == 0 and result.refused == {"ARTIFACT_ACCESSED": [a]}
+    assert ("changed", a) in {(p.kind, p.event_id) for p in integrity.verify(full=True).problems}
+
+
+def test_a_seal_moved_back_in_time_to_vouch_for_recent_events_stops_the_purge():
+    from observability_app.audit.retention import TamperedTrail
+
+    a, _b = _sealed_pair()
+    with triggers_off() as cursor:
+        cursor.execute(
+            "UPDATE observability_audit_event SET occurred_at = %s", [datetime.now(UTC) - timedelta(days=3000)]
+        )
+        cursor.execute(
+            "UPDATE observability_audit_seal SET created_at = %s", [datetime.now(UTC) - timedelta(days=3000)]
+        )
+    with pytest.raises(TamperedTrail):
+        purge_expired()
+    assert AuditEvent.objects.filter(pk=a).exists()
+
+
+def test_a_seal_forged_without_the_key_is_named(checkpoint_file):
+    audit.record("ARTIFACT_ACCESSED", ACCESS)
+    integrity.seal()
+    audit.record("ARTIFACT_ACCESSED", ACCESS)
+    with triggers_off() as cursor:  # a seal row made up by someone without the key
+        cursor.execute(
+            "INSERT INTO observability_audit_seal (created_at, first_id, last_id, event_count, late_count, leaves,"
+            " previous_digest, digest, keyed, watch, version)"
+            " SELECT created_at, last_id + 1, last_id + 1000, 0, 0, %s, digest, %s, true, '{}', 2"
+            " FROM observability_audit_seal ORDER BY id DESC LIMIT 1",
+            [b"", "e" * 64],
+        )
+    assert "seal_forged" in kinds(integrity.verify())

@@ -97,7 +97,10 @@ def test_exactly_the_expired_events_go_and_a_second_run_deletes_nothing():
 @pytest.mark.django_db(transaction=True)
 def test_retention_in_force_when_it_runs_applies():
     backdate_every_type()
-    with override_settings(OBSERVABILITY={"AUDIT_RETENTION": {"ARTIFACT_ACCESSED": 5 * 365}}):
+    from django.conf import settings
+
+    retention_5y = {**settings.OBSERVABILITY, "AUDIT_RETENTION": {"ARTIFACT_ACCESSED": 5 * 365}}
+    with override_settings(OBSERVABILITY=retention_5y):
         result = retention.purge_expired(now=NOW, event_types=["ARTIFACT_ACCESSED"])
     # Under the 2-year default three would go (800, 1000, 3000 days); under 5 years only the 3000-day one.
     assert result.counts == {"ARTIFACT_ACCESSED": 1}

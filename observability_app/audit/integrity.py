@@ -69,20 +69,43 @@ def _mac(key: bytes | None, material: bytes) -> str:
 
 
 def seal_digest(
-    previous: str, first_id: int, last_id: int, count: int, leaves: bytes, key: bytes | None, watch: Any = None
+    previous: str,
+    first_id: int,
+    last_id: int,
+    count: int,
+    leaves: bytes,
+    key: bytes | None,
+    v2: tuple[Any, datetime] | None = None,
 ) -> str:
-    """A seal's digest; ``watch`` (version 2 seals) is part of it, so nobody can widen or narrow what a seal says
-    was still in flight without the key. Version 1 seals (no ``watch``) keep their original material."""
-    version = "v1" if watch is None else "v2"
+    """A seal's digest. Version 2 seals (``v2`` = ``(watch, created_at)``) also sign what they say was still in
+    flight and when they were written: nobody can widen ``watch`` or move a seal in time without the key (the purge
+    trusts a seal's time, see retention). Version 1 seals keep their original material."""
+    version = "v1" if v2 is None else "v2"
     material = f"seal/{version}|{previous}|{first_id}|{last_id}|{count}|".encode() + hashlib.sha256(leaves).digest()
-    if watch is not None:
-        material += b"|" + json.dumps(watch, sort_keys=True, separators=(",", ":")).encode()
+    if v2 is not None:
+        watch, created_at = v2
+        material += f"|{format_time(created_at)}|".encode()
+        material += json.dumps(watch, sort_keys=True, separators=(",", ":")).encode()
     return _mac(key, material)
 
 
-def _seal_watch(version: int, watch: Any) -> Any:
-    """What :func:`seal_digest` takes as ``watch`` for a stored seal of ``version``."""
-    return None if version < 2 else watch
+def _seal_v2(version: int, watch: Any, created_at: datetime) -> tuple[Any, datetime] | None:
+    """What :func:`seal_digest` takes as ``v2`` for a stored seal of ``version``."""
+    return None if version < 2 else (watch, created_at)
+
+
+def seal_signature_valid(seal_: AuditSeal, key: bytes | None) -> bool:
+    """Does this stored seal's digest verify (with its leaves read)?"""
+    expected = seal_digest(
+        seal_.previous_digest,
+        seal_.first_id,
+        seal_.last_id,
+        seal_.event_count,
+        bytes(seal_.leaves),
+        key,
+        _seal_v2(seal_.version, seal_.watch, seal_.created_at),
+    )
+    return hmac.compare_digest(expected, seal_.digest)
 
 
 def purge_digest(
@@ -228,15 +251,16 @@ def _seal_locked(using: str, key: bytes | None, max_events: int, now: datetime |
         last_id = rows[-1][0] if rows else start - 1
         count = len(rows) + len(late)
         prev_digest = previous.digest if previous else ""
+        created_at = now or datetime.now(UTC)
         new = AuditSeal.objects.using(using).create(
-            created_at=now or datetime.now(UTC),
+            created_at=created_at,
             first_id=first_id,
             last_id=last_id,
             event_count=count,
             late_count=len(late),
             leaves=leaves,
             previous_digest=prev_digest,
-            digest=seal_digest(prev_digest, first_id, last_id, count, leaves, key, watch),
+            digest=seal_digest(prev_digest, first_id, last_id, count, leaves, key, (watch, created_at)),
             keyed=bool(key),
             watch=watch,
             version=2,
@@ -342,18 +366,7 @@ def event_seal_status(event: AuditEvent) -> dict[str, Any]:
     if found is None:
         return {"sealed": False, "content_matches_digest": content_ok, "summary": "not sealed yet"}
     sealed_digest = dict(iter_leaves(bytes(found.leaves))).get(event.pk)
-    seal_ok = hmac.compare_digest(
-        seal_digest(
-            found.previous_digest,
-            found.first_id,
-            found.last_id,
-            found.event_count,
-            bytes(found.leaves),
-            key,
-            _seal_watch(found.version, found.watch),
-        ),
-        found.digest,
-    )
+    seal_ok = seal_signature_valid(found, key)
     matches = sealed_digest is not None and sealed_digest.hex() == event.digest
     return {
         "sealed": True,
@@ -588,7 +601,9 @@ def _verify_in_snapshot(
     seal_rows = list(
         AuditSeal.objects.using(using)
         .order_by("id")
-        .values_list("id", "first_id", "last_id", "event_count", "previous_digest", "digest", "watch", "version")
+        .values_list(
+            "id", "first_id", "last_id", "event_count", "previous_digest", "digest", "watch", "version", "created_at"
+        )
     )
 
     def checked(seal_id: int) -> bool:
@@ -606,7 +621,7 @@ def _verify_in_snapshot(
     # are read too, so an event they carried is not taken for an inserted one.
     late: dict[int, tuple[bytes, int]] = {}
     previous_digest, previous_last = "", 0
-    for seal_id, first_id, last_id, count, prev, digest, watch, version in seal_rows:
+    for seal_id, first_id, last_id, count, prev, digest, watch, version, created_at in seal_rows:
         if prev != previous_digest and not previous_digest:
             report.problems.append(
                 Problem("seals_missing", None, f"the chain starts at seal {seal_id}, whose predecessors are gone")
@@ -618,7 +633,7 @@ def _verify_in_snapshot(
             continue
         blob = _blob(using, seal_id)
         report.seals_checked += 1
-        signed = seal_digest(prev, first_id, last_id, count, blob, key, _seal_watch(version, watch))
+        signed = seal_digest(prev, first_id, last_id, count, blob, key, _seal_v2(version, watch, created_at))
         if not hmac.compare_digest(signed, digest):
             report.problems.append(Problem("seal_forged", None, f"seal {seal_id} digest does not verify"))
         if len(blob) != count * LEAF:
@@ -816,6 +831,39 @@ class _SealLeaves:
             self.report.problems.append(Problem("removed", pk, f"sealed by seal {self.seal_id}, missing, not purged"))
 
 
+def content_mismatches(ids: list[int], *, using: str = DEFAULT_DB_ALIAS, key: bytes | None = None) -> list[int]:
+    """The ids among ``ids`` whose stored content no longer gives their stored digest: changed behind the app's
+    back. The purge asks this before deleting an event whose old time it cannot vouch for (retention)."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    digester, bad = RowDigester(key), []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = (
+            f"SELECT {_row_columns(connection)} FROM {qn(AuditEvent._meta.db_table)}"
+            f" WHERE {qn('id')} IN ({', '.join(['%s'] * len(chunk))})"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, chunk)
+            rows = cursor.fetchall()
+        if connection.vendor != "postgresql":
+            rows = [_sqlite_row(row) for row in rows]
+        bad.extend(row[0] for row, content in zip(rows, digester(rows), strict=True) if content != row[-1])
+    return sorted(bad)
+
+
+def _row_columns(connection: Any) -> str:
+    """The columns :class:`RowDigester` reads, as the server should write them (see :func:`_stream_chunks`)."""
+    qn = connection.ops.quote_name
+    if connection.vendor == "postgresql":
+        when = "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        values = ", ".join(["encode(uuid_send(event_id), 'hex')", when, *map(qn, DIGEST_FIELDS)])
+        return f"{qn('id')}, array_to_json(ARRAY[{values}])::text, payload::text, {qn('digest')}"
+    return ", ".join(
+        [qn("id"), qn("event_id"), qn("occurred_at"), *map(qn, DIGEST_FIELDS), qn("payload"), qn("digest")]
+    )
+
+
 def _stream_chunks(
     using: str, chunk_size: int, low: int | None = None, high: int | None = None
 ) -> Iterator[list[tuple[Any, ...]]]:
@@ -830,14 +878,7 @@ def _stream_chunks(
     connection = connections[using]
     qn = connection.ops.quote_name
     postgres = connection.vendor == "postgresql"
-    if postgres:
-        when = "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        values = ", ".join(["encode(uuid_send(event_id), 'hex')", when, *map(qn, DIGEST_FIELDS)])
-        columns = f"{qn('id')}, array_to_json(ARRAY[{values}])::text, payload::text, {qn('digest')}"
-    else:
-        columns = ", ".join(
-            [qn("id"), qn("event_id"), qn("occurred_at"), *map(qn, DIGEST_FIELDS), qn("payload"), qn("digest")]
-        )
+    columns = _row_columns(connection)
     where, params = [], []
     if low is not None:
         where.append(f"{qn('id')} >= %s")

@@ -42,13 +42,13 @@ from django.db.models.functions import Substr
 from . import registry
 from .db import purge_gate
 from .holds import HeldScope, active_scope
-from .integrity import LEAF, PurgeContext, leaf_ids, purge_digest, seal
+from .integrity import LEAF, PurgeContext, content_mismatches, leaf_ids, purge_digest, seal, seal_signature_valid
 from .locks import LockBusy, database_now, exclusive, holds_serialized
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal
 from .recording import record
 
 PURGE_LOCK = "observability_app.purge"
-__all__ = ["LockBusy", "PurgeResult", "interrupted_runs", "last_purge", "plan", "purge_expired"]
+__all__ = ["LockBusy", "PurgeResult", "TamperedTrail", "interrupted_runs", "last_purge", "plan", "purge_expired"]
 
 
 @dataclass
@@ -61,6 +61,9 @@ class PurgeResult:
     longest_batch_seconds: float = 0.0
     #: Earlier runs that were killed after deleting (purge records, no AUDIT_PURGED): run id -> counts by type.
     reconciled: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Events that looked expired but whose content no longer gives their digest (a time moved back behind the
+    #: app, say): left in place for verify_audit to name. Type -> ids.
+    refused: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -145,26 +148,82 @@ def purge_expired(
             if dry_run:
                 count = _expired(name, cutoff, lifetime, active_scope(using), using).count()
             else:
-                count, after = 0, 0
-                while True:
-                    started = time.perf_counter()
-                    removed = _delete_batch(name, cutoff, lifetime, after, batch_size, result.run_id, using, seals)
-                    if not removed:
-                        break
-                    result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - started)
-                    result.batches += 1
-                    count += len(removed)
-                    after = removed[-1]
+                # First the events a seal written before the cut-off vouches for (up to its last id), then the few
+                # others, each checked against its digest first (see _tampered_candidates).
+                boundary = _vouched_up_to(cutoff, using)
+                count, after, refused = 0, 0, None
+                for upper in (boundary, None):
+                    if upper is None:
+                        refused = _tampered_candidates(name, cutoff, lifetime, boundary, using)
+                        if refused:
+                            result.refused[name] = refused
+                    while True:
+                        started = time.perf_counter()
+                        removed = _delete_batch(
+                            name, cutoff, lifetime, after, batch_size, result.run_id, using, seals, refused, upper
+                        )
+                        if not removed:
+                            break
+                        elapsed = time.perf_counter() - started
+                        result.longest_batch_seconds = max(result.longest_batch_seconds, elapsed)
+                        result.batches += 1
+                        count += len(removed)
+                        after = removed[-1]
+                    after = max(after, boundary)
             if count:
                 result.counts[name] = count
         if not dry_run:
+            payload: dict[str, Any] = {"counts": result.counts, "cutoffs": result.cutoffs, "run_id": result.run_id}
+            if result.refused:
+                payload["refused"] = {name: len(ids) for name, ids in result.refused.items()}
             record(
                 "AUDIT_PURGED",
-                {"counts": result.counts, "cutoffs": result.cutoffs, "run_id": result.run_id},
+                payload,
                 source="command",
                 using=using,
             )
     return result
+
+
+class TamperedTrail(Exception):
+    """A seal the purge relies on does not verify: deleting on its word would launder whatever was changed."""
+
+
+def _vouched_up_to(cutoff: datetime, using: str) -> int:
+    """The last event id of the newest seal written before ``cutoff`` (0 without one).
+
+    Those events were in the trail before the cut-off, so an old time on them is not news. The seal's time is in
+    its keyed digest (version 2), which must verify: else :class:`TamperedTrail`, and nothing is deleted.
+    """
+    from .canonical import signing_key
+
+    found = AuditSeal.objects.using(using).filter(created_at__lt=cutoff).order_by("-id").first()
+    if found is None:
+        return 0
+    if found.version >= 2 and not seal_signature_valid(found, signing_key()):
+        raise TamperedTrail(f"seal {found.pk} does not verify: run verify_audit before purging")
+    return found.last_id
+
+
+def _tampered_candidates(name: str, cutoff: datetime, lifetime: bool, boundary: int, using: str) -> list[int]:
+    """Expired-looking events of ``name`` above ``boundary`` whose content no longer gives their digest.
+
+    An event above the last id a pre-cut-off seal vouches for, with a time before the cut-off, was written after the
+    cut-off with an old time: backfilled, or moved back in time behind the app's back so that the purge erases it.
+    Those (rare in a trail that expires by age; read through the (event type, time) index, after the vouched-for
+    ones are gone) have their content checked; the ones that fail are left for verify_audit to name.
+    """
+    from .canonical import signing_key
+
+    key = signing_key()
+    everything = HeldScope(frozenset(), frozenset(), frozenset())
+    suspects = sorted(
+        _expired(name, cutoff, lifetime, everything, using).filter(id__gt=boundary).values_list("id", flat=True)
+    )
+    bad: list[int] = []
+    for start in range(0, len(suspects), 2000):
+        bad += content_mismatches(suspects[start : start + 2000], using=using, key=key)
+    return bad
 
 
 def interrupted_runs(using: str = DEFAULT_DB_ALIAS) -> dict[str, dict[str, int]]:
@@ -253,7 +312,16 @@ class _SealMap:
 
 
 def _delete_batch(
-    name: str, cutoff: datetime, lifetime: bool, after: int, size: int, run_id: str, using: str, seals: _SealMap
+    name: str,
+    cutoff: datetime,
+    lifetime: bool,
+    after: int,
+    size: int,
+    run_id: str,
+    using: str,
+    seals: _SealMap,
+    refused: list[int] | None = None,
+    upper: int | None = None,
 ) -> array:
     """One short transaction: open the gate, delete the next ``size`` expired events after id ``after``, and record
     what went per seal (signed). Returns the removed ids, sorted.
@@ -278,6 +346,10 @@ def _delete_batch(
         if name in holds.types:  # a hold on the whole type placed since the run began
             return array("q")
         window = _expired(name, cutoff, lifetime, holds, using).filter(id__gt=after).order_by("id")
+        if upper is not None:
+            window = window.filter(id__lte=upper)
+        if refused:
+            window = window.exclude(id__in=refused)
         if postgres:  # the rows' physical addresses: the delete then reads no index at all
             window = window.annotate(row_address=RawSQL("ctid", ())).values("row_address")[:size]
         else:
