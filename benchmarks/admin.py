@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.test import Client
 
     from observability_app.auditors import ensure_auditor_group
+    from observability_app.conf import settings as obs_settings
 
     call_command("migrate", verbosity=0)
     load(args.events)
@@ -305,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.ROOT_URLCONF = baseline_urls()
     settings.ALLOWED_HOSTS = ["testserver"]
     settings.OBSERVABILITY = {**settings.OBSERVABILITY, "ACCESS_LOG_ENABLED": False}
+    obs_settings.reload()  # assigning to django.conf.settings sends no setting_changed: the app re-reads it here
     User = get_user_model()
     auditor, _ = User.objects.get_or_create(username="bench-auditor", defaults={"is_staff": True})
     ensure_auditor_group(users=[auditor.username])

@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib import admin
 from django.core.checks import Error
+from django.core.signals import request_finished
+from django.db import close_old_connections
 
 from observability_app import audit
 from observability_app.admin.integrity import trail_integrity
@@ -244,6 +247,48 @@ def test_export_of_the_filter_is_recorded_too(auditor_client):
     assert len(b"".join(response.streaming_content).decode().splitlines()) == 2
     (exported,) = AuditEvent.objects.filter(event_type="AUDIT_EXPORTED")
     assert exported.payload["filter"] == {"correlation_id": "c"} and exported.payload["count"] == 1
+
+
+@pytest.mark.django_db
+def test_export_of_a_search_and_a_date_drill_down_records_who_which_filter_and_how_many(auditor_client):
+    for day in (5, 5, 6):
+        read("m@1", "r", "p", correlation_id="c", occurred_at=T0.replace(day=day))
+    read("m@2", "r", "p", correlation_id="c", occurred_at=T0)  # another subject: not in the search
+    query = {"q": "subject:m@1", "occurred_at__year": "2025", "occurred_at__month": "5", "occurred_at__day": "5"}
+    response = auditor_client.get(f"{CHANGELIST}export/jsonl/", {**query, "p": "2"}, HTTP_X_CORRELATION_ID="dl-1")
+    assert [json.loads(line)["subject"] for line in b"".join(response.streaming_content).splitlines()] == ["m@1"] * 2
+    (exported,) = AuditEvent.objects.filter(event_type="AUDIT_EXPORTED")
+    assert exported.payload == {
+        "exported_by": "audra",
+        "filter": query,  # the page number is not part of what was exported
+        "count": 2,
+        "format": "jsonl",
+        "complete": True,
+    }
+    assert exported.actor == "audra" and exported.subject == "audra" and exported.source == "admin"
+    assert exported.correlation_id == "dl-1" and exported.request_id
+
+
+@pytest.mark.django_db
+def test_an_admin_download_stopped_early_is_recorded_as_incomplete(django_user_model, rf, settings):
+    settings.OBSERVABILITY = {**settings.OBSERVABILITY, "ADMIN_EXPORT_CHUNK_SIZE": 2}
+    for _ in range(6):
+        read("m@1", "r", "p")
+    request = rf.get(f"{CHANGELIST}export/csv/", {"event_type": "ARTIFACT_ACCESSED"})
+    request.user = django_user_model.objects.create_user("audra")
+    ensure_auditor_group(users=["audra"])
+    response = admin.site._registry[AuditEvent].export_view(request, "csv")
+    lines = iter(response.streaming_content)
+    assert next(lines) and next(lines) and next(lines)  # the header and two events
+    # The browser went away: the server closes the response (the test keeps its connection, as Django's client does).
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+    (exported,) = AuditEvent.objects.filter(event_type="AUDIT_EXPORTED")
+    assert exported.payload["complete"] is False and exported.payload["count"] == 2
+    assert exported.payload["filter"] == {"event_type": "ARTIFACT_ACCESSED"} and exported.actor == "audra"
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,20 @@ def test_every_export_is_recorded_with_who_which_filter_how_many_and_format(tmp_
     assert audit.retention_for("AUDIT_EXPORTED") == 7 * 365
 
 
+def test_an_export_by_time_and_subject_records_those_options(capsys):
+    old = datetime(2025, 1, 1, tzinfo=UTC)
+    audit.record("ARTIFACT_ACCESSED", ACCESS, occurred_at=old)
+    audit.record("ARTIFACT_ACCESSED", ACCESS, occurred_at=old + timedelta(days=2))
+    audit.record("ARTIFACT_ACCESSED", {**ACCESS, "artifact_id": "b/other@2"}, occurred_at=old + timedelta(days=2))
+    since, until = (old + timedelta(days=1)).isoformat(), (old + timedelta(days=3)).isoformat()
+    call_command("export_audit", "--format", "csv", "--since", since, "--until", until, "--subject", "b/a@1")
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the header and one event
+    (exported,) = AuditEvent.objects.filter(event_type="AUDIT_EXPORTED")
+    assert exported.payload["filter"] == {"since": since, "until": until, "subject": "b/a@1"}
+    assert exported.payload["count"] == 1 and exported.payload["format"] == "csv"
+    assert exported.payload["exported_by"] == exported.actor and exported.source == "command"
+
+
 def test_refused_exports_record_nothing():
     for args in (["--format", "xml"], ["--output", "/nonexistent-dir/out.jsonl"], ["--since", "never"]):
         with pytest.raises(CommandError):

@@ -15,7 +15,8 @@ Built for tables of millions of events; each part of the page has its own module
 * :mod:`.integrity`: the trail's verification state and unsealed tail, in words;
 * :mod:`.timeline`: a correlation id's events in time order (``timeline/?correlation_id=``);
 * :mod:`.lineage`: an artifact's upstream chain, safety decisions and readers (``lineage/?artifact=``);
-* :mod:`.detail`: the payload as readable JSON, the digest check and the seal state.
+* :mod:`.detail`: the payload as readable JSON, and the event's integrity in words (tampered, sealed and intact,
+  not sealed yet).
 
 Exports (``export/<fmt>/``) stream the current selection (filters, search, dates) or the ticked rows
 (``?selection=1&id=...``), and each is recorded as an AUDIT_EXPORTED event (:mod:`observability_app.audit.export`).
@@ -164,7 +165,7 @@ class AuditEventAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Integrity", {"fields": ("digest", "digest_check", "seal")}),
+        ("Integrity", {"fields": ("digest",)}),  # the checks in words: the headline and change_form.html
     )
     readonly_fields = tuple(name for _title, options in fieldsets for name in options["fields"])  # all of them
 
@@ -317,24 +318,15 @@ class AuditEventAdmin(admin.ModelAdmin):
     def payload_json(self, event: AuditEvent) -> str:
         return detail.pretty_json(event.payload)
 
-    @admin.display(description="digest check")
-    def digest_check(self, event: AuditEvent) -> str:
-        if detail.digest_matches(event):
-            return format_html('<span class="obs-digest-ok">{}</span>', "matches the stored content")
-        return format_html(
-            '<strong class="obs-digest-mismatch">{}</strong>',
-            "does NOT match the stored content: changed behind the app's back, or signed with another key",
-        )
-
-    @admin.display(description="seal / verification")
-    def seal(self, event: AuditEvent) -> str:
-        return detail.render_seal_state(detail.seal_state(event))
-
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
         extra_context = dict(extra_context or {})
         event = self.get_object(request, object_id)
+        if event is not None:  # the integrity headline and the checks behind it (:mod:`.detail`), read once
+            state = detail.seal_state(event)
+            extra_context["integrity_headline"] = detail.render_headline(state)
+            extra_context["integrity_findings"] = detail.render_findings(state)
         if event is not None and event.correlation_id:
             extra_context["correlation_url"] = self._changelist_url(correlation_id=event.correlation_id)
             extra_context["timeline_url"] = self._view_url("timeline", correlation_id=event.correlation_id)
