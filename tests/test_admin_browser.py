@@ -18,6 +18,8 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from observability_app import audit
+from observability_app.audit import integrity
+from observability_app.audit.models import AuditEvent
 from observability_app.auditors import ensure_auditor_group
 
 CHROMIUM = "/usr/bin/chromium"
@@ -255,7 +257,9 @@ def test_auditor_browses_filters_searches_exports_and_cannot_change(browser, liv
     assert SCRIPT in payload  # shown as text ...
     assert browser.execute_script("return window.obsPwned") is None  # ... never run
     assert "req-browser-1" in browser.page_source
-    assert "matches the stored content" in browser.page_source
+    headline = browser.find_element(By.CSS_SELECTOR, ".obs-event-integrity").text
+    assert headline.startswith("Not sealed yet") and "seal_audit" in headline  # the trail was never sealed
+    assert "matches: the event is as it was recorded" in browser.page_source
     _assert_nothing_to_change(browser)
     assert browser.find_elements(By.CSS_SELECTOR, "a.closelink")
 
@@ -318,6 +322,38 @@ for (const sel of arguments[0]) {
       check(cell, box, sel + " " + (cell.className || cell.tagName));
     }
   }
+}
+return out;
+"""
+
+
+#: Elements of the container (arguments[0]) that stick out of it or cut their content, and object tools over the
+#: title: [] when none. With arguments[1], shortened ids (an ellipsis, the whole value on hover) are not "cut".
+INSIDE_JS = """
+const out = [];
+const root = document.querySelector(arguments[0]);
+const box = root.getBoundingClientRect();
+const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+  + (typeof el.className === "string" && el.className ? "." + el.className.trim().split(/\\s+/).join(".") : "");
+for (const el of root.querySelectorAll("*")) {
+  const r = el.getBoundingClientRect();
+  if (!r.width || getComputedStyle(el).visibility === "hidden") continue;
+  if (r.right > box.right + 1 || r.left < box.left - 1) {
+    out.push(name(el) + " sticks out: " + Math.round(r.right) + " > " + Math.round(box.right));
+  }
+  const clips = ["hidden", "clip"].includes(getComputedStyle(el).overflowX);
+  const shortened = arguments[1] && el.classList.contains("obs-id");  // ellipsis by design: whole on hover, copy
+  const field = el.tagName === "INPUT" || el.tagName === "TEXTAREA";  // a long value scrolls in its box
+  if (clips && el.scrollWidth > el.clientWidth + 1 && !shortened && !field) {
+    out.push(name(el) + " cuts its content");
+  }
+}
+const title = root.querySelector("h2");
+const tools = root.querySelector(".object-tools");
+if (title && tools) {
+  const a = title.getBoundingClientRect(), b = tools.getBoundingClientRect();
+  const meet = a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  if (meet) out.push("the object tools cover the title");
 }
 return out;
 """
@@ -396,6 +432,7 @@ def test_pages_fit_laptop_and_desktop_widths(browser, live_server, auditor, wide
 
     # The changelist: nothing cut, long ids shortened with the whole value on hover and a copy button.
     overflow = browser.execute_script(OVERFLOW_JS, ["#changelist .results", "#result_list"])
+    overflow += browser.execute_script(INSIDE_JS, "#content", True)
     _shot(browser, f"changelist-{width}")  # before the verdict: a failure leaves its picture
     browser.set_window_rect(width=width, height=900)
     assert overflow == []
@@ -431,6 +468,7 @@ def test_pages_fit_laptop_and_desktop_widths(browser, live_server, auditor, wide
         "api", "worker", "worker", "admin", "job",
     ]  # fmt: skip
     assert browser.execute_script(OVERFLOW_JS, ["#obs-timeline"]) == []
+    assert browser.execute_script(INSIDE_JS, "#content", True) == []
     _assert_nothing_to_change(browser)
     _shot(browser, f"timeline-{width}")
 
@@ -448,5 +486,20 @@ def test_pages_fit_laptop_and_desktop_widths(browser, live_server, auditor, wide
     readers = browser.find_element(By.ID, "obs-lineage-readers").text
     assert "ci-pipeline" in readers and "evaluation" in readers
     assert browser.execute_script(OVERFLOW_JS, ["#obs-lineage-chain", "#obs-lineage-readers"]) == []
+    assert browser.execute_script(INSIDE_JS, "#content", True) == []
     _assert_nothing_to_change(browser)
     _shot(browser, f"lineage-{width}")
+
+    # The detail page of a sealed event: the integrity headline in words, nothing cut.
+    integrity.seal()
+    event = AuditEvent.objects.get(subject=LONG_SUBJECT, event_type="ARTIFACT_CREATED")
+    browser.set_window_rect(width=width, height=900)
+    browser.get(f"{base}{CHANGELIST}{event.pk}/change/")
+    headline = _wait(lambda: browser.find_element(By.CSS_SELECTOR, ".obs-event-integrity"), what="the headline")
+    assert headline.text.startswith("Sealed and intact")
+    checks = browser.find_element(By.CSS_SELECTOR, ".obs-integrity-checks").text
+    assert "Digest against the seal's copy" in checks and "matches the digest the seal holds" in checks
+    overflow = browser.execute_script(INSIDE_JS, "#content", False)  # ids whole here: nothing may be cut
+    _shot(browser, f"detail-{width}")
+    assert overflow == [], "\n".join(overflow)
+    _assert_nothing_to_change(browser)

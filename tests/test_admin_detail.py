@@ -47,8 +47,8 @@ def read_page(client, event: AuditEvent) -> tuple[str, str, str]:
     for raw in RAW:
         assert raw not in page, raw
     found = re.search(
-        r'<div class="obs-integrity-headline obs-integrity-([a-z-]+)" role="status">'
-        r'<strong class="obs-seal-summary">(.*?)</strong> <span class="obs-integrity-why">(.*?)</span></div>',
+        r'<div class="obs-event-integrity obs-event-([a-z-]+)" role="status">'
+        r'<strong class="obs-seal-summary">(.*?)</strong> <span class="obs-event-why">(.*?)</span></div>',
         page,
         re.S,
     )

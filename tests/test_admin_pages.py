@@ -191,6 +191,22 @@ def test_chart_counts_events_per_day_by_type_for_the_current_filter(auditor_clie
     assert "occurred_at__day=3" in chart  # a bar links to its day
 
 
+@pytest.mark.django_db
+def test_chart_of_a_small_selection_reaches_back_to_its_first_day_and_says_what_it_leaves_out(auditor_client):
+    def chart_of(**params) -> str:
+        page = auditor_client.get(CHANGELIST, params).content.decode()
+        return page[page.index('id="obs-chart"') : page.index("</figure>", page.index('id="obs-chart"'))]
+
+    read("m@1", "r", "p", correlation_id="c", occurred_at=datetime(2025, 1, 10, tzinfo=UTC))
+    read("m@1", "r", "p", correlation_id="c", occurred_at=datetime(2025, 3, 3, tzinfo=UTC))
+    chart = chart_of(correlation_id="c")
+    assert "Events per day, 2025-01-10 to 2025-03-03" in chart and "2 in the selection" in chart
+    read("m@1", "r", "p", correlation_id="c", occurred_at=datetime(2023, 6, 1, tzinfo=UTC))  # two years earlier
+    chart = chart_of(correlation_id="c")
+    assert "Events per day, 2024-03-03 to 2025-03-03" in chart  # a year back, at most
+    assert "2 of the selection&#x27;s 3 (the others are on other days: drill down)" in chart
+
+
 # -- integrity at a glance ---------------------------------------------------------------------------------------------
 
 

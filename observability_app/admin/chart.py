@@ -1,9 +1,11 @@
 """The changelist's picture: events per day, by type, for the current selection (the date drill-down made visible).
 
 The window follows the drill-down: the chosen day, month or year; without one, the 31 days up to the newest event
-of the selection. The counts are one ``GROUP BY day, event_type`` over ``occurred_at`` in that window, which the
-(occurred_at, id, event_type) index of migration 0006 answers alone (an index-only scan of the window), or the
-(event_type, occurred_at) index under a type filter. The picture is SVG drawn here, on the server: no script, no
+of the selection (a small selection, counted exactly, is shown from its first day, up to a year back). The caption
+says how many of the selection's events the window holds, when the selection was counted. The counts are one
+``GROUP BY day, event_type`` over ``occurred_at`` in that window, which the (occurred_at, id, event_type) index of
+migration 0006 answers alone (an index-only scan of the window), or the (event_type, occurred_at) index under a type
+filter. The picture is SVG drawn here, on the server: no script, no
 library, nothing fetched from elsewhere; each bar links to its day's drill-down and names its counts on hover.
 """
 
@@ -23,6 +25,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 #: Days shown when no period is drilled into (ending at the newest event of the selection).
 DEFAULT_DAYS = 31
+#: The most days a small selection's chart reaches back to show its first events.
+SMALL_SELECTION_DAYS = 366
 #: Colours for the types, in the order of their totals (the rest share the last).
 PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#b7791f", "#718096")
 WIDTH, HEIGHT, TOP, BOTTOM, LEFT = 960, 150, 10, 22, 44
@@ -35,6 +39,7 @@ class DailyCounts:
     first: dt.date
     last: dt.date
     counts: dict[dt.date, dict[str, int]] = field(default_factory=dict)
+    selection_total: int | None = None  # the events of the whole selection, when it was counted
 
     @property
     def days(self) -> list[dt.date]:
@@ -124,8 +129,9 @@ def small_selection_counts(queryset: QuerySet, field_name: str, params: dict[str
     days = window(params, queryset.none(), field_name) if f"{field_name}__year" in params else None
     if days is None:
         last = max(day for day, _ in rows)
-        days = (last - dt.timedelta(days=DEFAULT_DAYS - 1), last)
-    result = DailyCounts(*days)
+        earliest = max(min(day for day, _ in rows), last - dt.timedelta(days=SMALL_SELECTION_DAYS - 1))
+        days = (min(earliest, last - dt.timedelta(days=DEFAULT_DAYS - 1)), last)
+    result = DailyCounts(*days, selection_total=len(rows))
     for day, event_type in rows:
         if days[0] <= day <= days[1]:
             per_type = result.counts.setdefault(day, {})
@@ -231,12 +237,18 @@ def render(data: DailyCounts, day_link: Any) -> SafeString:
         ((palette[name], name, f"{n:,}") for name, n in totals.items()),
     )
     total = sum(totals.values())
+    if data.selection_total is None:
+        held = f"{total:,} in these days"
+    elif data.selection_total > total:
+        held = f"{total:,} of the selection's {data.selection_total:,} (the others are on other days: drill down)"
+    else:
+        held = f"{total:,} in the selection"
     caption = format_html(
-        "Events per day, {} to {} ({}): {} in the selection",
+        "Events per day, {} to {} ({}): {}",
         data.first.isoformat(),
         data.last.isoformat(),
         timezone.get_current_timezone_name() if django_settings.USE_TZ else "server time",
-        f"{total:,}",
+        held,
     )
     return format_html(
         '<figure class="obs-chart" id="obs-chart"><figcaption>{}</figcaption>{}<ul class="obs-legend">{}</ul></figure>',

@@ -210,8 +210,8 @@ def _not_sealed_yet(event: AuditEvent) -> str:
 def render_headline(state: SealState) -> SafeString:
     """The page's integrity headline: the state in a word or three, and the sentence that explains it."""
     return format_html(
-        '<div class="obs-integrity-headline obs-integrity-{}" role="status">'
-        '<strong class="obs-seal-summary">{}</strong> <span class="obs-integrity-why">{}</span></div>',
+        '<div class="obs-event-integrity obs-event-{}" role="status">'
+        '<strong class="obs-seal-summary">{}</strong> <span class="obs-event-why">{}</span></div>',
         state.state,
         state.headline,
         state.explanation,
