@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import pytest
 from django.contrib import admin
@@ -71,13 +71,22 @@ def test_timeline_lists_one_correlation_in_time_order_with_offsets(auditor_clien
     second = decided("m@1", "approved", correlation_id="corr-t", occurred_at=T0 + timedelta(seconds=1.5),
                      source="worker", actor=SCRIPT)  # fmt: skip
     read("m@1", "x", "y", correlation_id="other")
+    hostile = '"><img src=x onerror=alert(1)>&'
+    fourth = read(hostile, "r", "p", correlation_id="corr-t", occurred_at=T0 + timedelta(minutes=5),
+                  source=hostile[:16], request_id=hostile, outcome="denied")  # fmt: skip
     line = correlation_timeline(AuditEvent.objects.all(), "corr-t")
-    assert [entry.event.pk for entry in line.entries] == [first.pk, second.pk, third.pk]
-    assert [format_offset(entry.offset) for entry in line.entries] == ["+0.000 s", "+1.500 s", "+1 min 30.0 s"]
+    assert [entry.event.pk for entry in line.entries] == [first.pk, second.pk, third.pk, fourth.pk]
+    assert [format_offset(entry.offset) for entry in line.entries] == [
+        "+0.000 s",
+        "+1.500 s",
+        "+1 min 30.0 s",
+        "+5 min 00.0 s",
+    ]
     response = auditor_client.get(TIMELINE, {"correlation_id": "corr-t"})
     page = response.content.decode()
     assert response.status_code == 200
-    assert page.count('class="obs-timeline-event') == 3
+    assert page.count('class="obs-timeline-event') == 4
+    assert "<img" not in page and "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;&amp;" in page  # text and attributes
     assert (
         page.index(f'data-event-id="{first.pk}"')
         < page.index(f'data-event-id="{second.pk}"')
@@ -86,6 +95,7 @@ def test_timeline_lists_one_correlation_in_time_order_with_offsets(auditor_clien
     assert "+1 min 30.0 s" in page and "worker" in page and "job" in page
     assert f'href="http://traces.local/trace/{"ab" * 16}"' in page
     assert SCRIPT not in page and "&lt;script&gt;" in page
+    assert f"lineage/?artifact={quote_plus(hostile)}".replace("&", "&amp;") in page  # its lineage link, escaped
 
 
 @pytest.mark.django_db

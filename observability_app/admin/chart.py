@@ -12,6 +12,7 @@ library, nothing fetched from elsewhere; each bar links to its day's drill-down 
 from __future__ import annotations
 
 import datetime as dt
+import html
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,29 +114,36 @@ def daily_counts(queryset: QuerySet, field_name: str, first: dt.date, last: dt.d
 
 
 def small_selection_counts(queryset: QuerySet, field_name: str, params: dict[str, Any]) -> DailyCounts | None:
-    """:func:`window` and :func:`daily_counts` for a selection counted exactly (a search, a correlation): its times
-    and types read once, without ``ORDER BY`` (so the filter's own index serves it), and bucketed here.
+    """:func:`window` and :func:`daily_counts` for a selection counted exactly (a search, a correlation): one
+    ``GROUP BY day, event_type`` over the whole selection, without ``ORDER BY`` or a time range (so the filter's own
+    index serves it), and the window chosen from the days it returns.
 
     With ``ORDER BY occurred_at DESC LIMIT 1`` or a time range on top of a rare match, PostgreSQL tends to walk the
-    time index until it meets the match, which for a search is most of the table (190 ms instead of 20).
+    time index until it meets the match, which for a search is most of the table (190 ms instead of 20). Grouping
+    in the database sends back a row per day and type, not one per event (6,000 events of one actor: 15 ms, not 150).
     """
-    rows = []
-    for when, event_type in queryset.order_by().values_list(field_name, "event_type"):
-        if timezone.is_aware(when):
-            when = timezone.localtime(when)
-        rows.append((when.date(), event_type))
-    if not rows:
+    grouped: dict[dt.date, dict[str, int]] = {}
+    for row in (
+        queryset.order_by()
+        .annotate(obs_day=TruncDate(field_name))
+        .values("obs_day", "event_type")
+        .annotate(obs_n=Count("pk"))
+        .order_by()
+    ):
+        day = row["obs_day"]
+        if isinstance(day, dt.datetime):
+            day = day.date()
+        grouped.setdefault(day, {})[row["event_type"]] = row["obs_n"]
+    if not grouped:
         return None
     days = window(params, queryset.none(), field_name) if f"{field_name}__year" in params else None
     if days is None:
-        last = max(day for day, _ in rows)
-        earliest = max(min(day for day, _ in rows), last - dt.timedelta(days=SMALL_SELECTION_DAYS - 1))
+        last = max(grouped)
+        earliest = max(min(grouped), last - dt.timedelta(days=SMALL_SELECTION_DAYS - 1))
         days = (min(earliest, last - dt.timedelta(days=DEFAULT_DAYS - 1)), last)
-    result = DailyCounts(*days, selection_total=len(rows))
-    for day, event_type in rows:
-        if days[0] <= day <= days[1]:
-            per_type = result.counts.setdefault(day, {})
-            per_type[event_type] = per_type.get(event_type, 0) + 1
+    total = sum(sum(per_type.values()) for per_type in grouped.values())
+    result = DailyCounts(*days, selection_total=total)
+    result.counts = {day: per_type for day, per_type in grouped.items() if days[0] <= day <= days[1]}
     return result
 
 
@@ -145,6 +153,10 @@ def colours(totals: dict[str, int]) -> dict[str, str]:
     if len(names) <= len(PALETTE):
         return {name: PALETTE[index] for index, name in enumerate(names)}
     return {name: PALETTE[min(index, len(PALETTE) - 1)] for index, name in enumerate(names)}
+
+
+def _escape(value: Any) -> str:
+    return html.escape(str(value), quote=True)
 
 
 def _n(value: float) -> str:
@@ -161,6 +173,8 @@ def render(data: DailyCounts, day_link: Any) -> SafeString:
     plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(days), 1)
     bar_w = max(step * 0.8, 0.6)
+    # Built with str.format over escaped values (html.escape), not format_html per element: a year of bars is some
+    # 1,500 elements, and format_html's safe-string machinery was most of the chart's time.
     bars = []
     for index, day in enumerate(days):
         per_type = data.counts.get(day, {})
@@ -176,26 +190,15 @@ def render(data: DailyCounts, day_link: Any) -> SafeString:
             h = plot_h * n / peak
             y -= h
             segments.append(
-                format_html(
-                    '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"></rect>',
-                    _n(x),
-                    _n(y),
-                    _n(bar_w),
-                    _n(max(h, 0.5)),
-                    palette[name],
-                )
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{max(h, 0.5):.1f}"'
+                f' fill="{_escape(palette[name])}"></rect>'
             )
         label = f"{day.isoformat()}: {sum(per_type.values()):,} events; " + ", ".join(
             f"{name} {per_type[name]:,}" for name in totals if per_type.get(name)
         )
         bars.append(
-            format_html(
-                '<a href="{}" class="obs-chart-day" data-day="{}"><title>{}</title>{}</a>',
-                day_link(day),
-                day.isoformat(),
-                label,
-                mark_safe("".join(segments)),  # built above with format_html: every value escaped
-            )
+            f'<a href="{_escape(day_link(day))}" class="obs-chart-day" data-day="{day.isoformat()}">'
+            f"<title>{_escape(label)}</title>{''.join(segments)}</a>"
         )
     ticks = sorted({0, len(days) // 2, len(days) - 1}) if days else []
     labels = format_html_join(
@@ -228,7 +231,7 @@ def render(data: DailyCounts, day_link: Any) -> SafeString:
         f"{peak:,}",
         LEFT - 6,
         TOP + plot_h,
-        mark_safe("".join(bars)),
+        mark_safe("".join(bars)),  # every value in them went through _escape
         labels,
     )
     legend = format_html_join(

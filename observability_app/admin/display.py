@@ -5,47 +5,51 @@ changelist past a laptop's screen and cut its last columns. Each is shown in a b
 ellipsis (CSS ``text-overflow``: the page still holds the whole value, so find-in-page and selecting it work), with
 the whole value as its ``title`` (shown on hover) and a copy button beside it (``observability_app/admin.js``).
 
-Every value came from outside: it is escaped (``format_html``), never marked safe.
+Every value came from outside: it is escaped (``html.escape``, the characters Django's ``escape`` replaces); only
+the markup built around it is marked safe.
 """
 
 from __future__ import annotations
 
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+import functools
+import html
+
+from django.utils.safestring import SafeString, mark_safe
 
 #: Values up to this many characters fit their column whole: no copy button is added to them.
 SHORT = 12
+
+
+def _e(value: str) -> str:
+    """``value`` escaped for HTML text and attributes (the same characters as Django's ``escape``)."""
+    return html.escape(value, quote=True)
 
 
 def short_id(value: str, *, href: str = "", kind: str = "id", what: str = "value") -> SafeString:
     """``value`` shortened to its column (full value on hover), a link when ``href`` is given, with a copy button.
 
     ``kind`` names the column (a CSS class ``obs-id-<kind>`` sets its width); ``what`` is read out by screen readers
-    and shown on the copy button's hover ("copy the correlation id").
+    and shown on the copy button's hover ("copy the correlation id"). Built with ``str`` formatting over escaped
+    values rather than ``format_html``: a 1,000-event timeline calls it 4,000 times.
     """
     if not value:
-        return format_html('<span class="obs-empty">{}</span>', "-")
+        return mark_safe('<span class="obs-empty">-</span>')
+    value, kind, what = str(value), _e(str(kind)), _e(str(what))
+    shown = _e(value)
     if href:
-        text = format_html('<a class="obs-id obs-id-{}" href="{}" title="{}">{}</a>', kind, href, value, value)
+        text = f'<a class="obs-id obs-id-{kind}" href="{_e(str(href))}" title="{shown}">{shown}</a>'
     else:
-        text = format_html('<span class="obs-id obs-id-{}" title="{}">{}</span>', kind, value, value)
+        text = f'<span class="obs-id obs-id-{kind}" title="{shown}">{shown}</span>'
     if len(value) <= SHORT:
-        return format_html('<span class="obs-id-cell">{}</span>', text)
-    return format_html(
-        '<span class="obs-id-cell">{}<button type="button" class="obs-copy" data-copy="{}" title="copy the {}"'
-        ' aria-label="copy the {}">copy</button></span>',
-        text,
-        value,
-        what,
-        what,
+        return mark_safe(f'<span class="obs-id-cell">{text}</span>')  # every value escaped above
+    return mark_safe(
+        f'<span class="obs-id-cell">{text}<button type="button" class="obs-copy" data-copy="{shown}"'
+        f' title="copy the {what}" aria-label="copy the {what}">copy</button></span>'
     )
 
 
+@functools.lru_cache(maxsize=512)
 def event_type_label(name: str) -> SafeString:
     """An event type with line-break opportunities after its underscores (SAFETY_DECISION_OVERTURNED wraps, not
     widens its column)."""
-    parts = name.split("_")
-    html = format_html("{}", parts[0])
-    for part in parts[1:]:
-        html = format_html("{}_<wbr>{}", html, part)
-    return format_html('<span class="obs-type">{}</span>', html)
+    return mark_safe('<span class="obs-type">' + "_<wbr>".join(_e(part) for part in name.split("_")) + "</span>")

@@ -28,6 +28,7 @@ refused with 400.
 
 from __future__ import annotations
 
+import html
 import logging
 from datetime import UTC
 from typing import Any
@@ -231,11 +232,13 @@ class AuditEventAdmin(admin.ModelAdmin):
         if data is None or not data.counts:
             return ""
 
+        # The query string without page and date, built once (cl.get_query_string per bar is a third of the chart).
+        dates = [f"{DATE_FIELD}__year", f"{DATE_FIELD}__month", f"{DATE_FIELD}__day"]
+        base = cl.get_query_string(remove=[PAGE_VAR, *dates])
+        base += "&" if len(base) > 1 else ""
+
         def day_link(day: Any) -> str:
-            return cl.get_query_string(
-                {f"{DATE_FIELD}__year": day.year, f"{DATE_FIELD}__month": day.month, f"{DATE_FIELD}__day": day.day},
-                [PAGE_VAR],
-            )
+            return f"{base}{dates[0]}={day.year}&{dates[1]}={day.month}&{dates[2]}={day.day}"
 
         return chart.render(data, day_link)
 
@@ -372,44 +375,38 @@ class AuditEventAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/observability_app/auditevent/timeline.html", context)
 
     def _timeline_rows(self, line: Any) -> str:
-        """The timeline's rows, built here in one pass: a template loop over 1,000 events costs 300 ms."""
+        """The timeline's rows, built here in one pass over escaped values (``html.escape``): a template loop over
+        1,000 events costs 300 ms, and ``format_html`` per cell most of what is left."""
         change_url = reverse(
             f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[0], current_app=self.admin_site.name
         ).replace("/0/", "/{}/")
+        lineage_url = self._view_url("lineage")  # "...?": the artifact is appended per row
+        e = html.escape
         rows = []
         for entry in line.entries:
             event = entry.event
             lineage_link = ""
             if event.subject and event.event_type in ARTIFACT_TYPES:
-                lineage_link = format_html(
-                    '<a class="obs-lineage-link" href="{}">lineage</a>',
-                    self._view_url("lineage", artifact=event.subject),
-                )
+                href = e(lineage_url + urlencode({"artifact": event.subject}))
+                lineage_link = f'<a class="obs-lineage-link" href="{href}">lineage</a>'
+            outcome = e(event.outcome or "")
             rows.append(
-                format_html(
-                    '<tr class="obs-timeline-event obs-outcome-{}" data-event-id="{}">'
-                    '<td class="obs-offset" title="since the previous event: {}">{}</td>'
-                    '<td class="obs-time"><a href="{}"><time datetime="{}">{}</time></a></td>'
-                    '<td class="obs-type-cell">{}</td><td class="obs-source">{}</td><td>{}</td>'
-                    '<td class="obs-outcome">{}</td><td>{}{}</td><td>{}</td><td class="obs-trace">{}</td></tr>',
-                    event.outcome or "none",
-                    event.pk,
-                    timeline.format_offset(entry.gap),
-                    timeline.format_offset(entry.offset),
-                    change_url.format(event.pk),
-                    format_time(event.occurred_at),
-                    event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23],
-                    event_type_label(event.event_type),
-                    event.source or "-",
-                    short_id(event.actor, kind="actor", what="actor"),
-                    event.outcome or "-",
-                    short_id(event.subject, kind="subject", what="subject"),
-                    lineage_link,
-                    short_id(event.request_id, kind="request", what="request id"),
-                    short_id(event.trace_id, href=entry.trace_url, kind="trace", what="trace id"),
-                )
+                f'<tr class="obs-timeline-event obs-outcome-{outcome or "none"}" data-event-id="{event.pk}">'
+                f'<td class="obs-offset" title="since the previous event: {e(timeline.format_offset(entry.gap))}">'
+                f"{e(timeline.format_offset(entry.offset))}</td>"
+                f'<td class="obs-time"><a href="{e(change_url.format(event.pk))}">'
+                f'<time datetime="{e(format_time(event.occurred_at))}">'
+                f"{e(event.occurred_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')[:23])}</time></a></td>"
+                f'<td class="obs-type-cell">{event_type_label(event.event_type)}</td>'
+                f'<td class="obs-source">{e(event.source or "-")}</td>'
+                f"<td>{short_id(event.actor, kind='actor', what='actor')}</td>"
+                f'<td class="obs-outcome">{outcome or "-"}</td>'
+                f"<td>{short_id(event.subject, kind='subject', what='subject')}{lineage_link}</td>"
+                f"<td>{short_id(event.request_id, kind='request', what='request id')}</td>"
+                f'<td class="obs-trace">{short_id(event.trace_id, href=entry.trace_url, kind="trace", what="trace id")}'
+                "</td></tr>"
             )
-        return mark_safe("".join(rows))  # each row built with format_html: every value escaped
+        return mark_safe("".join(rows))  # every value escaped above (short_id and event_type_label escape theirs)
 
     def lineage_view(self, request: HttpRequest) -> HttpResponse:
         """An artifact's upstream chain, decisions and readers (:mod:`.lineage`)."""
