@@ -12,7 +12,8 @@ paginator:
 * fetches a deep page in two steps: first the page's primary keys (``SELECT id ... ORDER BY id DESC OFFSET k
   LIMIT n``, which the primary key index answers without reading table rows), then only those rows;
 * for a selection it counted exactly (so at most ``ADMIN_COUNT_LIMIT`` rows) ordered by plain columns (the
-  changelist's ``occurred_at, id``), reads those columns of all its rows without ``ORDER BY`` and orders them here.
+  changelist's ``occurred_at, id``), reads those columns of all its rows without ``ORDER BY`` and orders them
+  (PostgreSQL: in the database, over a materialized CTE of the selection; elsewhere here).
   With ``ORDER BY ... LIMIT n`` PostgreSQL tends to walk the ordering's index hoping to meet matches early; for a
   rare match they come late, and the walk reads most of the table (155 ms instead of 5 on 1,000,000 events).
 * refuses pages that start deeper than ``ADMIN_MAX_PAGE_DEPTH`` rows (:class:`PageTooDeep`), so no page view costs
@@ -34,6 +35,21 @@ from ..conf import settings
 INVALID_PAGE = "That page number is not an integer"
 MIN_PAGE = "That page number is less than 1"
 NO_RESULTS = "That page contains no results"
+
+
+def _sorted_in_database(queryset: QuerySet, columns: int, descending: bool, offset: int, limit: int) -> list[tuple]:
+    """One page of ``queryset``'s rows sorted on all their columns, the selection read first through its own filter
+    (a ``MATERIALIZED`` CTE: the planner cannot turn it into a walk of the ordering's index) and sorted by the
+    database, so that only the page's rows travel (6,000 events of one subject: one round trip of 100 rows)."""
+    sql, params = queryset.query.sql_with_params()
+    direction = "DESC" if descending else "ASC"
+    order = ", ".join(f"{n} {direction}" for n in range(1, columns + 1))
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(
+            f"WITH selection AS MATERIALIZED ({sql}) SELECT * FROM selection ORDER BY {order} LIMIT %s OFFSET %s",
+            [*params, limit, offset],
+        )
+        return cursor.fetchall()
 
 
 class PageTooDeep(InvalidPage):
@@ -160,8 +176,13 @@ class EstimatedCountPaginator(Paginator):
         if self.count_is_exact and sort is not None:
             names, descending = sort
             fields = names if "pk" in names else [*names, "pk"]
-            rows = sorted(self.object_list.order_by().values_list(*fields), reverse=descending)
             at = fields.index("pk")
+            unordered = self.object_list.order_by().values_list(*fields)
+            if connections[unordered.db].vendor == "postgresql":
+                return [
+                    row[at] for row in _sorted_in_database(unordered, len(fields), descending, offset, self.per_page)
+                ]
+            rows = sorted(unordered, reverse=descending)
             return [row[at] for row in rows[offset : offset + self.per_page]]
         return list(self.object_list.values_list("pk", flat=True)[offset : offset + self.per_page])
 
