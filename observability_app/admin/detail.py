@@ -20,7 +20,6 @@ escaped (``format_html``); nothing here marks event data safe.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ..audit.canonical import signing_key
-from ..audit.integrity import event_seal_status, seal_digest
+from ..audit.integrity import event_seal_status, seal_signature_valid
 from ..audit.models import AuditEvent, AuditSeal
 
 logger = logging.getLogger("observability_app.admin")
@@ -187,10 +186,7 @@ def _covering_seal(event: AuditEvent) -> tuple[int, bool] | None:
     )
     if seal is None:
         return None
-    expected = seal_digest(
-        seal.previous_digest, seal.first_id, seal.last_id, seal.event_count, bytes(seal.leaves), signing_key()
-    )
-    return seal.pk, hmac.compare_digest(expected, seal.digest)
+    return seal.pk, seal_signature_valid(seal, signing_key())
 
 
 def _not_sealed_yet(event: AuditEvent) -> str:
