@@ -364,7 +364,8 @@ def event_seal_status(event: AuditEvent) -> dict[str, Any]:
         content_ok = False
     found = seal_for(event.pk, using)
     if found is None:
-        return {"sealed": False, "content_matches_digest": content_ok, "summary": "not sealed yet"}
+        summary = "not sealed yet" if content_ok else "TAMPERED"
+        return {"sealed": False, "content_matches_digest": content_ok, "summary": summary}
     sealed_digest = dict(iter_leaves(bytes(found.leaves))).get(event.pk)
     seal_ok = seal_signature_valid(found, key)
     matches = sealed_digest is not None and sealed_digest.hex() == event.digest
