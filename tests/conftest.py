@@ -18,6 +18,10 @@ os.environ.pop("OBSERVABILITY_AUDIT_CHECKPOINT_FILE", None)
 settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+# The rest of the support matrix (noxfile.py's fast run, .ci/run) checks the same properties with fewer examples.
+settings.register_profile(
+    "matrix", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

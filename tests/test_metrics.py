@@ -187,6 +187,7 @@ def test_series_cap_drops_new_series_and_counts_them(settings):
     assert sample("http_requests_total", method="GET", route=f"cap-test/{kept[0]}/", status="200") == 2
 
 
+@pytest.mark.slow
 def test_ten_thousand_random_requests_leave_the_series_bounded(client, db):
     rng = random.Random(20240601)
     methods = [
