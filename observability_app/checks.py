@@ -14,6 +14,7 @@ Ids are part of the public interface (runbooks and CI greps name them): never re
 ``observability_app.E009``  ``AUDIT_EVENT_TYPES`` holds an entry that cannot be registered
 ``observability_app.E010``  a text setting (service name, environment, ...) is empty or not a string
 ``observability_app.E011``  a list setting is not a list of strings
+``observability_app.E012``  ``LOG_FORMAT`` is not default or ecs
 ``observability_app.W001``  ``ObservabilityMiddleware`` is not in ``MIDDLEWARE``
 ``observability_app.W002``  ``ObservabilityMiddleware`` is not first in ``MIDDLEWARE``
 ``observability_app.W003``  no ``AUDIT_SIGNING_KEY`` outside development: seals can be recomputed by a DB admin
@@ -99,6 +100,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not isinstance(level, str) or not isinstance(logging.getLevelName(level.upper()), int):
         errors.append(
             _error("E004", f"OBSERVABILITY['LOG_LEVEL'] is {level!r}.", "Use DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+        )
+    if values["LOG_FORMAT"] not in ("default", "ecs"):
+        errors.append(
+            _error("E012", f"OBSERVABILITY['LOG_FORMAT'] is {values['LOG_FORMAT']!r}.", 'Use "default" or "ecs".')
         )
     for key in _LIST_KEYS:
         value = values[key]

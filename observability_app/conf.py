@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "NODE": None,  # None: the host name
     # Logging.
     "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "default",  # default (docs/logging.md's field names) | ecs (Elastic Common Schema names)
     "ACCESS_LOG_ENABLED": True,
     "ACCESS_LOG_SAMPLE_RATE": 1.0,  # errors (4xx/5xx) are never sampled out
     "ACCESS_LOG_INCLUDE_QUERY": False,
@@ -91,6 +92,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OBSERVABILITY_SERVICE_VERSION": "SERVICE_VERSION",
     "OBSERVABILITY_NODE": "NODE",
     "OBSERVABILITY_LOG_LEVEL": "LOG_LEVEL",
+    "OBSERVABILITY_LOG_FORMAT": "LOG_FORMAT",
     "OBSERVABILITY_ACCESS_LOG_SAMPLE_RATE": "ACCESS_LOG_SAMPLE_RATE",
     "OBSERVABILITY_METRICS_ENABLED": "METRICS_ENABLED",
     "OBSERVABILITY_METRICS_TOKEN": "METRICS_TOKEN",

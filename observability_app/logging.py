@@ -30,6 +30,7 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from . import context
 from .conf import on_reload
+from .ecs import to_ecs
 from .redaction import redact, scrub_text
 from .tracing import active as _tracing_on  # whether spans are made: then lines take their ids
 from .tracing import current_trace_ids as _trace_ids
@@ -89,6 +90,27 @@ def _forget_identity() -> None:
 
 on_reload(_forget_identity)
 
+_format_cache: list[bool] = []
+
+
+def ecs_format() -> bool:
+    """Whether lines are written with ECS field names (``LOG_FORMAT`` is ``"ecs"``), cached until settings change.
+
+    Before Django's settings are loaded ``OBSERVABILITY_LOG_FORMAT`` answers, uncached.
+    """
+    if _format_cache:
+        return _format_cache[0]
+    try:
+        from .conf import settings
+
+        _format_cache.append(settings.LOG_FORMAT == "ecs")
+        return _format_cache[0]
+    except Exception:  # settings not configured yet
+        return os.environ.get("OBSERVABILITY_LOG_FORMAT", "").strip().lower() == "ecs"
+
+
+on_reload(_format_cache.clear)
+
 
 class ContextFilter(logging.Filter):
     """Attach the current request/job context to every record, in the thread that logs it.
@@ -145,8 +167,9 @@ class JsonFormatter(_BaseJsonFormatter):
         fields = record.__dict__
         ctx = fields.get("obs_context")
         # ``_obs_access`` holds the attribute count access_record() gave the record: more means a filter added some.
-        if ctx is None or fields.get("_obs_access") != len(fields):
-            return _access_dumps(self.access_fields(record.created, record.levelname, record.msg, ctx, fields))
+        if ctx is None or fields.get("_obs_access") != len(fields) or ecs_format():
+            data = self.access_fields(record.created, record.levelname, record.msg, ctx, fields)
+            return _access_dumps(to_ecs(data) if ecs_format() else data)
         return self.access_line(record.created, record.levelname, record.msg, ctx, fields)
 
     def access_line(
@@ -231,6 +254,10 @@ class JsonFormatter(_BaseJsonFormatter):
             log_data["error.stack"] = scrub_text(stack)[-_MAX_STACK:]
             if log_data["outcome"] is None:
                 log_data["outcome"] = "error"
+        if ecs_format():  # the same line under ECS names (observability_app.ecs), for every logger's lines
+            converted = to_ecs(log_data)
+            log_data.clear()
+            log_data.update(converted)
 
 
 _ACCESS_KNOWN = _SKIP | {"route", "method", "status_code", "duration_ms", "outcome"}
@@ -320,6 +347,8 @@ def access_text(values: tuple[Any, ...]) -> str:
     """
     (created, levelname, message, request_id, correlation_id, trace_id, span_id, user_id, ip, route, method, status,
      duration_ms, outcome, source, org_id, project_id, path, size, agent) = values  # fmt: skip
+    if ecs_format():
+        return _access_dumps(to_ecs({**_access_dict(values), "path": path, "bytes": size, "user_agent": agent}))
     enc = _encode_str
     try:  # every value here is a str or empty; anything else takes the dict path below
         line = (
