@@ -34,11 +34,15 @@ class ObservabilityConfig(AppConfig):
         self._connect_integrations(settings)
 
     def _connect_integrations(self, settings) -> None:
-        """Sentry, when configured; a missing extra stops start-up with the pip line."""
+        """Sentry and the OTLP metrics push, when configured; a missing extra stops start-up with the pip line."""
         if settings.SENTRY_DSN:
             from .integrations import sentry
 
             sentry.setup()
+        if settings.METRICS_OTLP_ENDPOINT:
+            from .integrations import otlp_metrics
+
+            otlp_metrics.setup()
 
     def _connect_optional(self) -> None:
         """Metrics and tracing set themselves up here when their modules exist and are enabled."""

@@ -25,7 +25,7 @@ Ids are part of the public interface (runbooks and CI greps name them): never re
 ``observability_app.E032``  ``PROMETHEUS_MULTIPROC_DIR`` is set but is not a writable directory
 ``observability_app.E033``  ``HEALTH_QUEUE_URL`` is not a redis://, amqp:// or tcp:// URL with a host
 ``observability_app.E034``  ``CacheCheck`` is listed but ``HEALTH_CACHE_ALIAS`` names no cache in ``CACHES``
-``observability_app.E035``  ``OTLP_ENDPOINT`` is not an http(s) URL
+``observability_app.E035``  ``OTLP_ENDPOINT`` or ``METRICS_OTLP_ENDPOINT`` is not an http(s) URL
 ``observability_app.E036``  ``HEALTH_CACHE_SECONDS`` is not a number of seconds of at least 0
 ``observability_app.E037``  ``METRICS_ENABLED`` or ``TRACING_ENABLED`` is not True or False
 ``observability_app.E038``  ``QueueCheck`` is listed but ``HEALTH_QUEUE_URL`` is not set
@@ -61,7 +61,7 @@ _POSITIVE_INT_KEYS = (
     "CORRELATION_ID_MAX_LENGTH",
     "AUDIT_ARTIFACT_GRACE_DAYS",
 )
-_POSITIVE_NUMBER_KEYS = ("HEALTH_CHECK_TIMEOUT",)
+_POSITIVE_NUMBER_KEYS = ("HEALTH_CHECK_TIMEOUT", "METRICS_OTLP_INTERVAL")
 _TEXT_KEYS = ("SERVICE_NAME", "ENVIRONMENT")
 _DEVELOPMENT_ENVIRONMENTS = ("development", "dev", "local", "test")
 _LIST_KEYS = ("EXCLUDED_PATHS", "REDACT_FIELDS", "HEALTH_CHECKS", *_NETWORK_KEYS)
@@ -294,19 +294,17 @@ def check_metrics_tracing_health(app_configs: Any = None, **kwargs: Any) -> list
                     "Example: redis://127.0.0.1:6379/0.",
                 )
             )
-    endpoint = values["OTLP_ENDPOINT"]
-    if endpoint is not None and (
-        not isinstance(endpoint, str)
-        or urlsplit(endpoint).scheme not in ("http", "https")
-        or not urlsplit(endpoint).netloc
-    ):
-        errors.append(
-            _error(
-                "E035",
-                f"OBSERVABILITY['OTLP_ENDPOINT'] is {endpoint!r}.",
-                "Use the collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318.",
+    for key, example in (("OTLP_ENDPOINT", "http://otel-collector:4318"),
+                         ("METRICS_OTLP_ENDPOINT", "http://otel-collector:4318/v1/metrics")):  # fmt: skip
+        endpoint = values[key]
+        if endpoint is not None and (
+            not isinstance(endpoint, str)
+            or urlsplit(endpoint).scheme not in ("http", "https")
+            or not urlsplit(endpoint).netloc
+        ):
+            errors.append(
+                _error("E035", f"OBSERVABILITY[{key!r}] is {endpoint!r}.", f"Use the collector's URL, e.g. {example}.")
             )
-        )
     cache_seconds = values["HEALTH_CACHE_SECONDS"]
     if not _is_number(cache_seconds) or cache_seconds < 0:
         errors.append(
