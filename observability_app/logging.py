@@ -13,6 +13,9 @@ has them, and ``error.type``/``error.message``/``error.stack`` for exceptions. C
 :mod:`observability_app.context`, captured by :class:`ContextFilter` in the thread that logged, so lines from any
 logger (Django's own included) written during a request or job carry its ids. Extra fields pass through
 :func:`observability_app.redaction.redact`; secret-looking ``key=value`` pairs in messages are masked.
+
+With ``OBSERVABILITY["LOG_FORMAT"] = "ecs"`` (env ``OBSERVABILITY_LOG_FORMAT``) every line, the access line
+included, is the same line under Elastic Common Schema names: :func:`observability_app.ecs.to_ecs` holds the mapping.
 """
 
 from __future__ import annotations
