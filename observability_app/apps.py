@@ -41,10 +41,10 @@ class ObservabilityConfig(AppConfig):
             sentry.setup()
 
     def _connect_optional(self) -> None:
-        """Metrics and tracing set themselves up here when their modules exist and are enabled."""
+        """Metrics, tracing and the integrations named in the settings set themselves up here when enabled."""
         from importlib import import_module
 
-        for module_name in ("observability_app.metrics", "observability_app.tracing"):
+        for module_name in ("observability_app.metrics", "observability_app.tracing", "observability_app.integrations"):
             try:
                 module = import_module(module_name)
             except ModuleNotFoundError as exc:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the suite starts for real: Prometheus (with promtool), headless Chromium with its driver, and
-# redis-server (the health probe's queue check talks to a real one).
+# redis-server (the health probe's queue check and the Celery worker tests talk to a real one; redis-cli comes with it
+# and .ci/run uses it to start the server when it is down).
 # Idempotent: installs only what is missing. Needs root (or sudo) and Debian's package registry.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system deps: prometheus, promtool, chromium, chromedriver, redis-server present"
   exit 0
