@@ -23,7 +23,8 @@ What it does:
   /metrics (:data:`NEVER_SAMPLED`) are never sampled, whatever the caller's flag says (:class:`RuleSampler`);
 * past the inbound span: SQL (psycopg, sqlite3), Redis, outbound HTTP (requests, urllib, httpx) and Celery publish
   and run spans, through the OpenTelemetry instrumentation of each library that is installed (``[tracing]`` and
-  ``[celery]`` extras; :data:`INSTRUMENTATIONS`);
+  ``[celery]`` extras; :data:`INSTRUMENTATIONS`); an outgoing request that carries its own ``traceparent`` while no
+  span is current continues that trace instead of having it replaced by a new one (:func:`caller_context`);
 * ``EXCLUDED_PATHS`` (/metrics, /health/ by default) make no spans;
 * every span of a request gets ``correlation_id`` and ``request_id`` attributes; audit events recorded under a
   span carry its trace_id/span_id (``observability_app.audit.recording.trace_ids_provider``), and log lines get
@@ -60,6 +61,7 @@ _state: dict[str, Any] = {
     "config": None,
     "fork_hook": False,
     "instrumented": [],
+    "caller_context": [],
 }
 
 #: Paths whose spans are never sampled: probes and the scrape endpoint (prefixes).
@@ -77,6 +79,16 @@ INSTRUMENTATIONS: tuple[tuple[str, str], ...] = (
     ("urllib.request", "opentelemetry.instrumentation.urllib:URLLibInstrumentor"),
     ("httpx", "opentelemetry.instrumentation.httpx:HTTPXClientInstrumentor"),
     ("celery", "opentelemetry.instrumentation.celery:CeleryInstrumentor"),
+)
+
+#: Outbound HTTP sends wrapped around their instrumentation (library, "module:Class", method, is it a coroutine), so
+#: that a ``traceparent`` the caller put on the request itself is continued rather than replaced (see
+#: :func:`caller_context`).
+CALLER_CONTEXT_SENDS: tuple[tuple[str, str, str, bool], ...] = (
+    ("urllib.request", "urllib.request:OpenerDirector", "open", False),
+    ("requests", "requests.sessions:Session", "send", False),
+    ("httpx", "httpx:Client", "send", False),
+    ("httpx", "httpx:AsyncClient", "send", True),
 )
 
 
@@ -397,6 +409,7 @@ def _instrument_libraries(provider: Any) -> None:
         _state["instrumented"].append(instrumentor)
         if library == "celery":
             _after_celery_instrumented()
+        _wrap_sends(library)
 
 
 def _after_celery_instrumented() -> None:
@@ -408,7 +421,101 @@ def _after_celery_instrumented() -> None:
         integration.order_signal_handlers()
 
 
+def caller_context(request: Any) -> Any:
+    """The trace context an outgoing ``request`` carries in its own ``traceparent`` header, when no span is current.
+
+    The outbound instrumentations inject the *current* span's context into every request they send. With no span
+    current (a script, a thread of its own, a client that forwards the context it was handed) the client span
+    would start a new trace and its header would overwrite the caller's ``traceparent``: the service called would
+    continue a trace nobody asked for, and the caller's trace would stop there. Made the parent of the client
+    span, the caller's context is continued instead (same trace id, the client span in between). A current span
+    wins over the header, as the instrumentations have it. None when there is nothing to continue.
+    """
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    for headers in (getattr(request, "headers", None), getattr(request, "unredirected_hdrs", None)):
+        items = getattr(headers, "items", None)
+        if items is None:
+            continue
+        for name, value in items():
+            key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+            key = key.lower()
+            if key in ("traceparent", "tracestate"):
+                carrier[key] = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    if "traceparent" not in carrier:
+        return None
+    context = TraceContextTextMapPropagator().extract(carrier)
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
+def _continuing(send: Any, is_async: bool) -> Any:
+    """``send(self, request, ...)`` run under :func:`caller_context` (when there is one)."""
+    from opentelemetry import context as otel_context
+
+    if is_async:
+
+        async def wrapper(self: Any, request: Any = None, *args: Any, **kwargs: Any) -> Any:
+            parent = caller_context(request)
+            token = otel_context.attach(parent) if parent is not None else None
+            try:
+                return await send(self, request, *args, **kwargs)
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+
+    else:
+
+        def wrapper(self: Any, request: Any = None, *args: Any, **kwargs: Any) -> Any:
+            parent = caller_context(request)
+            token = otel_context.attach(parent) if parent is not None else None
+            try:
+                return send(self, request, *args, **kwargs)
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+
+    # Not functools.wraps: it would copy the instrumentation's own markers (and ``__wrapped__``), and its
+    # uninstrument() would then put its wrapper back instead of the library's method.
+    wrapper.__name__ = getattr(send, "__name__", "send")
+    wrapper.__qualname__ = getattr(send, "__qualname__", "send")
+    wrapper.__doc__ = getattr(send, "__doc__", None)
+    wrapper._observability_caller_context = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _wrap_sends(library: str) -> None:
+    """Put :func:`_continuing` around the instrumented send methods of ``library`` (:data:`CALLER_CONTEXT_SENDS`)."""
+    from importlib import import_module
+
+    for owner_library, target, method, is_async in CALLER_CONTEXT_SENDS:
+        if owner_library != library:
+            continue
+        module_name, _, class_name = target.partition(":")
+        try:
+            owner = getattr(import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        original = owner.__dict__.get(method)
+        if original is None or getattr(original, "_observability_caller_context", False):
+            continue
+        setattr(owner, method, _continuing(original, is_async))
+        _state["caller_context"].append((owner, method, original))
+
+
+def _unwrap_sends() -> None:
+    """Undo :func:`_wrap_sends` (before the instrumentations are removed, so theirs come off cleanly)."""
+    while _state["caller_context"]:
+        owner, method, original = _state["caller_context"].pop()
+        if getattr(owner.__dict__.get(method), "_observability_caller_context", False):
+            setattr(owner, method, original)
+
+
 def _uninstrument_libraries() -> None:
+    _unwrap_sends()
     while _state["instrumented"]:
         instrumentor = _state["instrumented"].pop()
         if instrumentor.is_instrumented_by_opentelemetry:
@@ -455,4 +562,4 @@ def shutdown() -> None:
         current.shutdown()
     if recording.trace_ids_provider is current_trace_ids:
         recording.trace_ids_provider = None
-    _state.update(provider=None, processor=None, config=None, instrumented=[])
+    _state.update(provider=None, processor=None, config=None, instrumented=[], caller_context=[])

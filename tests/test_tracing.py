@@ -199,6 +199,108 @@ def test_current_trace_ids_outside_a_span():
     assert tracing.current_trace_ids() == ("", "")
 
 
+# -- outbound HTTP: the caller's own traceparent ------------------------------------------------------------------
+
+
+class _HeaderEcho(BaseHTTPRequestHandler):
+    """Records the ``traceparent`` each request arrives with (what the service called would continue)."""
+
+    received: list[str | None] = []
+
+    def do_GET(self) -> None:
+        type(self).received.append(self.headers.get("traceparent"))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _send_with(client: str, url: str, headers: dict[str, str]) -> None:
+    import asyncio
+    import urllib.request
+
+    import httpx
+    import requests
+
+    if client == "urllib":
+        urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10).close()
+    elif client == "requests":
+        requests.get(url, headers=headers, timeout=10).close()
+    elif client == "httpx":
+        with httpx.Client() as session:
+            session.get(url, headers=headers, timeout=10)
+    else:
+
+        async def fetch() -> None:
+            async with httpx.AsyncClient() as session:
+                await session.get(url, headers=headers, timeout=10)
+
+        asyncio.run(fetch())
+
+
+CLIENTS = ("urllib", "requests", "httpx", "httpx-async")
+
+
+@pytest.fixture
+def echo():
+    _HeaderEcho.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HeaderEcho)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/called"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_outgoing_request_carrying_its_own_traceparent_continues_that_trace(traced, echo, client):
+    """With no span current, the client span continues the request's own ``traceparent``: the instrumentation used
+    to start a new trace and overwrite the header, so the service called (and Sentry, its logs, its audit events)
+    saw a trace nobody had asked for."""
+    exporter = traced()
+    _send_with(client, echo, {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "tracestate": "vendor=1"})
+    (received,) = _HeaderEcho.received
+    (span,) = [span for span in exporter.get_finished_spans() if span.kind.name == "CLIENT"]
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert format(span.parent.span_id, "016x") == PARENT_ID and span.parent.is_remote
+    assert received == f"00-{TRACE_ID}-{format(span.context.span_id, '016x')}-01"
+    assert span.context.trace_state.get("vendor") == "1"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_current_span_still_wins_and_a_bare_request_starts_a_trace(traced, echo, client):
+    exporter = traced()
+    tracer = tracing.provider().get_tracer("tests")
+    with tracer.start_as_current_span("the caller's work") as current:
+        _send_with(client, echo, {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    _send_with(client, echo, {})
+    current_trace = format(current.get_span_context().trace_id, "032x")
+    first, bare = _HeaderEcho.received
+    assert first.split("-")[1] == current_trace != TRACE_ID
+    assert bare is not None and bare.split("-")[1] not in (current_trace, TRACE_ID)
+    clients = [span for span in exporter.get_finished_spans() if span.kind.name == "CLIENT"]
+    assert clients[0].parent.span_id == current.get_span_context().span_id and clients[1].parent is None
+
+
+def test_shutdown_gives_the_clients_their_own_send_methods_back(settings):
+    import urllib.request
+
+    import httpx
+    import requests
+
+    owners = ((urllib.request.OpenerDirector, "open"), (requests.Session, "send"), (httpx.Client, "send"))
+    owners += ((httpx.AsyncClient, "send"),)
+    before = [owner.__dict__[method] for owner, method in owners]
+    settings.OBSERVABILITY = {**settings.OBSERVABILITY, "TRACING_ENABLED": True, "TRACE_EXPORTER": "none"}
+    for _ in range(2):  # installed twice: wrapped once
+        tracing.install(tracing.resolve())
+    wrapped = [owner.__dict__[method] for owner, method in owners]
+    assert all(getattr(method, "_observability_caller_context", False) for method in wrapped)
+    assert "opentelemetry_instrumentation_urllib_applied" not in vars(wrapped[0])  # theirs stays theirs
+    tracing.shutdown()
+    assert [owner.__dict__[method] for owner, method in owners] == before
+
+
 # -- gunicorn, preloaded app, OTLP/HTTP export ------------------------------------------------------------------------
 
 
