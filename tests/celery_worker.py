@@ -128,7 +128,9 @@ class CeleryWorker:
     def job_lines(self) -> list[dict[str, Any]]:
         return [line for line in self.lines() if line["logger"] == "observability_app.jobs"]
 
-    def wait_for(self, predicate, timeout: float = 60, what: str = "the condition") -> Any:
+    def wait_for(self, predicate, timeout: float = 60, what: Any = "the condition") -> Any:
+        """``predicate()``'s first truthy result; fails after ``timeout`` naming ``what`` (or ``what()``, called
+        then, to say what was last seen)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             result = predicate()
@@ -136,6 +138,7 @@ class CeleryWorker:
                 return result
             assert self.process is not None and self.process.poll() is None, self.output()[-3000:]
             time.sleep(0.2)
+        what = what() if callable(what) else what
         pytest.fail(f"{what} did not happen within {timeout} s; worker output:\n{self.output()[-4000:]}")
 
     def stop(self) -> None:

@@ -125,6 +125,7 @@ class CeleryIntegration(Integration):
         signals.worker_init.connect(self.worker_init, weak=False, dispatch_uid="observability.worker_init")
         signals.worker_ready.connect(self.worker_ready, weak=False, dispatch_uid="observability.worker_ready")
         signals.worker_shutdown.connect(self.worker_shutdown, weak=False, dispatch_uid="observability.shutdown")
+        signals.worker_process_init.connect(self.process_init, weak=False, dispatch_uid="observability.process_init")
         signals.worker_process_shutdown.connect(
             self.process_shutdown, weak=False, dispatch_uid="observability.process_shutdown"
         )
@@ -329,6 +330,14 @@ class CeleryIntegration(Integration):
                 from .. import worker
 
                 worker.write_state(self.state)
+
+    def process_init(self, **kwargs: Any) -> None:
+        """A prefork child starts: its metric files are made now, not at its first task, so the worker's scrape
+        counts it from the start (``process_workers``, its memory and CPU in ``process_*``)."""
+        from ..metrics import multiprocess
+
+        if multiprocess.directory():
+            job_metrics.process_started()
 
     def process_shutdown(self, pid: Any = None, **kwargs: Any) -> None:
         """A prefork child exits: fold its counters into the archive, drop its live gauges."""

@@ -159,6 +159,16 @@ def dead_lettered(queue: object, task: object, reason: str) -> None:
         families().dead_lettered.child((label(queue), label(task, "unknown"), reason)).inc()
 
 
+def process_started() -> None:
+    """Make this process's metric files in the multi-process directory now (a worker's pool child, at its start).
+
+    ``inc(0)`` changes no value; like every write it makes prometheus_client notice the new pid and open this
+    process's files, which is what the worker's exposition counts as a live process.
+    """
+    if enabled():
+        families().heartbeat.inc(0)
+
+
 def heartbeat(now: float) -> None:
     if enabled():
         families().heartbeat.set(now)
