@@ -54,6 +54,9 @@ class WorkerState:
     queues: list[str] = field(default_factory=list)
     broker_connected: bool = False
     ready: bool = False  # the worker said it is ready (Celery's worker_ready)
+    #: When the consumer lost its broker and went to reconnect (0: it has not). Its loop beats no more until the
+    #: broker is back, and that must not fail liveness: a restart does not bring a broker back.
+    disconnected_at: float = 0.0
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -69,6 +72,9 @@ class WorkerState:
             value = data.get(key)
             if isinstance(value, bool) or not isinstance(value, kinds):
                 raise ValueError(f"the state file's {key!r} is not a number")
+        disconnected_at = data.get("disconnected_at", 0.0)  # absent from files of 0.2's first workers
+        if isinstance(disconnected_at, bool) or not isinstance(disconnected_at, int | float):
+            raise ValueError("the state file's 'disconnected_at' is not a number")
         queues = data.get("queues")
         if not isinstance(queues, list) or not all(isinstance(queue, str) for queue in queues):
             raise ValueError("the state file's 'queues' is not a list of names")
@@ -80,6 +86,7 @@ class WorkerState:
             queues=[queue[:255] for queue in queues[:1000]],
             broker_connected=data.get("broker_connected") is True,
             ready=data.get("ready") is True,
+            disconnected_at=float(disconnected_at),
         )
 
 
@@ -102,7 +109,12 @@ class ProbeResult:
 
 
 def evaluate(state: WorkerState | None, now: float | None = None, max_age: float | None = None) -> ProbeResult:
-    """Liveness and readiness of a worker from its last heartbeat."""
+    """Liveness and readiness of a worker from its last heartbeat.
+
+    Live: the heartbeat is fresh, or the consumer is waiting for its broker (it lost the connection while its loop
+    was still beating, and reconnects): like the API's liveness, a dependency that is down never fails it, since a
+    restart would not bring the broker back. Ready: live with a fresh heartbeat, connected, consuming a queue.
+    """
     now = time.time() if now is None else now
     max_age = float(settings.WORKER_HEARTBEAT_MAX_AGE) if max_age is None else max_age
     if state is None or state.heartbeat <= 0:
@@ -110,11 +122,25 @@ def evaluate(state: WorkerState | None, now: float | None = None, max_age: float
         return ProbeResult(False, False, {"heartbeat": missing, "broker": missing, "queues": missing})
     age = now - state.heartbeat
     fresh = -5.0 <= age <= max_age  # a heartbeat from the future beyond clock jitter is not trusted
-    heartbeat = {"status": PASS if fresh else FAIL, "age_seconds": round(age, 3), "max_age_seconds": max_age}
-    broker = {"status": PASS if state.broker_connected else FAIL}
+    waiting = (
+        not state.broker_connected
+        and state.disconnected_at > 0
+        and now - state.disconnected_at >= -5.0  # not from the future
+        and state.disconnected_at - state.heartbeat <= max_age  # the loop was turning when the broker went
+    )
+    live = fresh or waiting
+    heartbeat: dict[str, Any] = {
+        "status": PASS if live else FAIL,
+        "age_seconds": round(age, 3),
+        "max_age_seconds": max_age,
+    }
+    broker: dict[str, Any] = {"status": PASS if state.broker_connected else FAIL}
+    if waiting:
+        heartbeat["reason"] = broker["reason"] = "reconnecting to the broker"
+        broker["disconnected_seconds"] = round(now - state.disconnected_at, 3)
     queues = {"status": PASS if state.queues and state.ready else FAIL, "queues": sorted(state.queues)[:50]}
     ready = fresh and state.broker_connected and bool(state.queues) and state.ready
-    return ProbeResult(fresh, ready, {"heartbeat": heartbeat, "broker": broker, "queues": queues})
+    return ProbeResult(live, ready, {"heartbeat": heartbeat, "broker": broker, "queues": queues})
 
 
 def state_file() -> str:

@@ -1,4 +1,4 @@
-"""A real Celery worker of the example project on the local Redis (DB 12), for end-to-end tests.
+"""A real Celery worker of the example project on the local Redis (DB 12 by default), for end-to-end tests.
 
 ``celery -A example_project.celery -q worker --pool prefork -c 2`` with its metrics port, state file and
 multi-process directory in the test's directory; stopped (SIGTERM, then SIGKILL) by the test. Redis must answer on
@@ -24,7 +24,9 @@ import pytest
 
 from tests.servers import ROOT, free_port, http, server_env
 
-REDIS_DB = 12
+#: The Redis DB the worker tests use; OBSERVABILITY_TEST_REDIS_DB gives another (two suites side by side on one
+#: Redis, each flushing its own DB).
+REDIS_DB = int(os.environ.get("OBSERVABILITY_TEST_REDIS_DB", "12"))
 BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
@@ -49,6 +51,45 @@ def require_redis() -> None:
         pytest.skip(f"Redis at 127.0.0.1:6379 is not running ({exc}); .ci/run starts it")
 
 
+class PrivateRedis:
+    """A redis-server of the test's own on a free port (nothing kept on disk), to be stopped and started again."""
+
+    def __init__(self) -> None:
+        from tests.servers import require_tool
+
+        self.binary = require_tool("redis-server")
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20) -> PrivateRedis:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+    def __enter__(self) -> PrivateRedis:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
 @dataclass
 class CeleryWorker:
     database_url: str
@@ -56,7 +97,8 @@ class CeleryWorker:
     env: dict[str, str] = field(default_factory=dict)
     concurrency: int = 2
     queues: str = "scans,celery"
-    flush: bool = True  # empty Redis DB 12 first
+    flush: bool = True  # empty the tests' Redis DB first
+    broker_url: str = BROKER_URL
     port: int = 0
     process: subprocess.Popen | None = None
 
@@ -75,7 +117,7 @@ class CeleryWorker:
         return server_env(
             self.database_url,
             self.directory,
-            CELERY_BROKER_URL=BROKER_URL,
+            CELERY_BROKER_URL=self.broker_url,
             PROMETHEUS_MULTIPROC_DIR=str(self.directory / "worker-multiproc"),
             OBSERVABILITY_WORKER_METRICS_PORT=str(self.port),
             OBSERVABILITY_WORKER_STATE_FILE=str(self.state_file),
@@ -84,7 +126,8 @@ class CeleryWorker:
         )
 
     def start(self, timeout: float = 60) -> CeleryWorker:
-        require_redis()
+        if self.broker_url == BROKER_URL:
+            require_redis()
         if self.flush:
             redis_command("FLUSHDB")
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 
 from tests import servers
-from tests.celery_worker import CeleryWorker
+from tests.celery_worker import BROKER_URL, CeleryWorker
 from tests.servers import GunicornServer, free_port, http, parse, require_tool, total
 
 server_database = servers.server_database
@@ -38,7 +38,7 @@ def _traceparent(index: int) -> tuple[str, str]:
 @pytest.fixture
 def stack(server_database, tmp_path):
     """The API (1 gunicorn worker) and a Celery worker on the same database and the local Redis, tracing on."""
-    broker = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/12"}
+    broker = {"CELERY_BROKER_URL": BROKER_URL}
     worker = CeleryWorker(server_database.url, tmp_path / "worker", env=TRACING_ENV).start()
     try:
         web = GunicornServer(server_database.url, tmp_path / "web", workers=1, env={**WEB_ENV, **TRACING_ENV, **broker})
@@ -209,7 +209,7 @@ def test_backlog_depth_and_age_of_a_queue_waiting_for_a_worker(server_database, 
 
     require_redis()
     redis_command("FLUSHDB")
-    broker = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/12"}
+    broker = {"CELERY_BROKER_URL": BROKER_URL}
     with GunicornServer(server_database.url, tmp_path / "web", workers=1, env={**WEB_ENV, **broker}) as web:
         for index in range(4):
             assert _put(web, f"/api/v1/buckets/backlog/artifacts/m/{index}", b"b%d" % index).status == 201
@@ -270,3 +270,42 @@ def test_worker_probes_on_its_port_and_as_a_command(server_database, tmp_path):
     worker.state_file.write_bytes(b"\xff" * 10)
     done = subprocess.run([*command, "ready"], cwd=servers.ROOT, env=env, capture_output=True, timeout=60)
     assert done.returncode == 1 and b"UTF-8" in done.stdout
+
+
+@pytest.mark.gunicorn
+def test_a_broker_outage_makes_the_worker_unready_not_dead(server_database, tmp_path):
+    """The broker goes away: readiness fails at once (port and exec probe alike), liveness holds past the heartbeat's
+    max age while the consumer reconnects, and the worker is ready again once the broker is back."""
+    from tests.celery_worker import PrivateRedis
+
+    command = [sys.executable, "manage.py", "worker_probe"]
+    with PrivateRedis() as redis:
+        env = {"OBSERVABILITY_WORKER_HEARTBEAT_MAX_AGE": "2"}
+        with CeleryWorker(server_database.url, tmp_path / "worker", env=env, flush=False, broker_url=redis.url) as w:
+            probe_env = w.environment()
+
+            def probes() -> tuple[int, int, int, int]:
+                live, ready = (http(w.url(f"/health/{kind}"), timeout=5).status for kind in ("live", "ready"))
+                exec_live, exec_ready = (
+                    subprocess.run([*command, kind], cwd=servers.ROOT, env=probe_env, capture_output=True).returncode
+                    for kind in ("live", "ready")
+                )
+                return live, ready, exec_live, exec_ready
+
+            assert probes() == (200, 200, 0, 0)
+            redis.stop()
+            w.wait_for(lambda: probes() == (200, 503, 0, 1), what="readiness to fail with the broker gone")
+            body = http(w.url("/health/ready")).json()
+            assert body["checks"]["broker"] == {
+                "status": "fail",
+                "reason": "reconnecting to the broker",
+                "disconnected_seconds": body["checks"]["broker"]["disconnected_seconds"],
+            }
+            # Past the heartbeat's max age (2 s) with no beat: still live, still not ready.
+            w.wait_for(
+                lambda: http(w.url("/health/live")).json()["checks"]["heartbeat"]["age_seconds"] > 4,
+                what="the heartbeat to age past its max age",
+            )
+            assert probes() == (200, 503, 0, 1)
+            redis.start()
+            w.wait_for(lambda: probes() == (200, 200, 0, 0), timeout=90, what="the worker to be ready again")

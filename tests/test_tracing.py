@@ -484,7 +484,7 @@ def test_the_trace_id_reaches_the_access_line_and_every_log_line_of_the_request(
 
 @pytest.mark.gunicorn
 def test_one_upload_traces_its_sql_the_celery_publish_and_the_task_run(server_database, tmp_path):
-    from tests.celery_worker import CeleryWorker
+    from tests.celery_worker import BROKER_URL, CeleryWorker
 
     _Collector.received = []
     collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
@@ -495,7 +495,7 @@ def test_one_upload_traces_its_sql_the_celery_publish_and_the_task_run(server_da
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
-    web_env = {**env, "EXAMPLE_SCAN_ON_UPLOAD": "1", "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12"}
+    web_env = {**env, "EXAMPLE_SCAN_ON_UPLOAD": "1", "CELERY_BROKER_URL": BROKER_URL}
     trace_id = "5" * 8 + TRACE_ID[8:]
     try:
         with (

@@ -40,6 +40,27 @@ def test_live_and_ready_from_the_heartbeat():
     assert status == 503 and body["status"] == "fail" and body["checks"]["broker"]["status"] == "fail"
 
 
+def test_a_worker_reconnecting_to_its_broker_stays_live_and_is_not_ready():
+    """The consumer loop beats no more while it reconnects; liveness holds (a restart brings no broker back)."""
+    now = time.time()
+    lost = _state(heartbeat=now - 600, broker_connected=False, disconnected_at=now - 599)
+    waiting = worker.evaluate(lost, now, 30)
+    assert waiting.live and not waiting.ready
+    assert waiting.checks["broker"]["reason"] == "reconnecting to the broker"
+    assert waiting.checks["broker"]["disconnected_seconds"] == pytest.approx(599, abs=1)
+    # A loop that had already stopped beating before the broker went is stuck, broker or not.
+    assert not worker.evaluate(
+        _state(heartbeat=now - 600, broker_connected=False, disconnected_at=now - 60), now, 30
+    ).live
+    # Connected again but no beat since: stuck.
+    assert not worker.evaluate(_state(heartbeat=now - 600, disconnected_at=now - 599), now, 30).live
+    assert not worker.evaluate(_state(heartbeat=0.0, broker_connected=False, disconnected_at=now), now, 30).live
+    assert worker.WorkerState.from_json(lost.as_json()) == lost
+    legacy = json.loads(_state().as_json())
+    del legacy["disconnected_at"]
+    assert worker.WorkerState.from_json(json.dumps(legacy)).disconnected_at == 0.0
+
+
 def test_state_file_round_trip_and_refusals(tmp_path):
     path = str(tmp_path / "state.json")
     state = _state()

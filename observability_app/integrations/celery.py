@@ -299,8 +299,6 @@ class CeleryIntegration(Integration):
 
     def beat(self, consumer: Any = None) -> None:
         """One heartbeat from the consumer loop: queues, broker connection, time; state file and gauge."""
-        from .. import worker
-
         if self.state is None:
             return
         if consumer is not None:
@@ -309,8 +307,23 @@ class CeleryIntegration(Integration):
             self.state.queues = sorted({str(queue.name) for queue in queues if getattr(queue, "name", None)})
             connection = getattr(consumer, "connection", None)
             self.state.broker_connected = bool(connection is not None and connection.connected)
+            if self.state.broker_connected:
+                self.state.disconnected_at = 0.0
         self.state.heartbeat = time.time()
         job_metrics.heartbeat(self.state.heartbeat)
+        self._write_state()
+
+    def disconnected(self) -> None:
+        """The consumer stopped its steps to reconnect (or to shut down): not ready; live while it reconnects."""
+        if self.state is None:
+            return
+        self.state.broker_connected = False
+        self.state.disconnected_at = time.time()
+        self._write_state()  # the exec probe must see it now, not at the next beat (none comes until reconnected)
+
+    def _write_state(self) -> None:
+        from .. import worker
+
         try:
             worker.write_state(self.state)
         except OSError as exc:
@@ -326,10 +339,7 @@ class CeleryIntegration(Integration):
         if self.state is not None:
             self.state.ready = False
             self.state.heartbeat = 0.0
-            with contextlib.suppress(OSError):
-                from .. import worker
-
-                worker.write_state(self.state)
+            self._write_state()
 
     def process_init(self, **kwargs: Any) -> None:
         """A prefork child starts: its metric files are made now, not at its first task, so the worker's scrape
@@ -371,11 +381,11 @@ class CeleryIntegration(Integration):
                 self.timer_ref = consumer.timer.call_repeatedly(interval, integration.beat, (consumer,))
 
             def stop(self, consumer: Any) -> None:
+                """The consumer restarts its steps (broker connection lost) or shuts down."""
                 if self.timer_ref is not None:
                     self.timer_ref.cancel()
                     self.timer_ref = None
-                if integration.state is not None:
-                    integration.state.broker_connected = False
+                integration.disconnected()
 
             shutdown = stop
 
