@@ -99,6 +99,7 @@ class CeleryWorker:
     queues: str = "scans,celery"
     flush: bool = True  # empty the tests' Redis DB first
     broker_url: str = BROKER_URL
+    include: str = ""  # more task modules to load (-I), e.g. "tests.celery_tasks"
     port: int = 0
     process: subprocess.Popen | None = None
 
@@ -135,6 +136,8 @@ class CeleryWorker:
         command = [sys.executable, "-m", "celery", "-A", "example_project.celery", "-q", "worker"]
         command += ["--pool", "prefork", "-c", str(self.concurrency), "-Q", self.queues, "--without-mingle"]
         command += ["--without-gossip", "-n", f"test-{os.getpid()}-{self.port}@%h"]
+        if self.include:
+            command += ["-I", self.include]
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,

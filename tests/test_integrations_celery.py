@@ -95,6 +95,58 @@ def test_ids_and_trace_follow_the_upload_into_the_worker_across_retries(stack):
 
 
 @pytest.mark.gunicorn
+def test_chained_and_nested_tasks_keep_the_ids_and_expired_or_unknown_ones_are_dead_lettered(server_database, tmp_path):
+    """A chain published under a request's context, whose last task publishes another from inside its run: every
+    run has the request's correlation id, request id and trace. An expired message and an unknown task never run
+    and are counted dead-lettered."""
+    from datetime import UTC, datetime, timedelta
+
+    from celery import Celery
+
+    from observability_app import context
+
+    trace_id, traceparent = _traceparent(7)
+    client = Celery("tests-client", broker=BROKER_URL)  # the test process publishes, as a web process would
+    worker = CeleryWorker(server_database.url, tmp_path / "worker", env=TRACING_ENV, include="tests.celery_tasks")
+    try:
+        with worker, context.bound(correlation_id="chain-abc", request_id="req-chain", source="api"):
+            steps = [client.signature(name, queue="celery") for name in ("tests.double", "tests.publish_nested")]
+            chain = client.signature("tests.add_one", args=(1,), queue="celery") | steps[0] | steps[1]
+            chain.apply_async(headers={"traceparent": traceparent})
+            lines = worker.wait_for(lambda: len(worker.job_lines()) >= 4 and worker.job_lines(), what="four runs")
+            assert sorted(line["task"] for line in lines) == [
+                "tests.add_one",
+                "tests.double",
+                "tests.double",
+                "tests.publish_nested",
+            ]
+            for line in lines:
+                assert (line["correlation_id"], line["request_id"], line["trace_id"]) == (
+                    "chain-abc",
+                    "req-chain",
+                    trace_id,
+                ), line
+                assert line["outcome"] == "success" and line["source"] == "worker" and line["attempt"] == 1
+            (own,) = [line for line in worker.lines() if line["logger"] == "tests.celery_tasks"]
+            assert own["correlation_id"] == "chain-abc" and own["trace_id"] == trace_id
+
+            client.send_task("tests.add_one", (1,), queue="celery", expires=datetime.now(UTC) - timedelta(minutes=1))
+            client.send_task("tests.no_such_task", queue="celery")
+            dead = "jobs_dead_lettered_total"
+            worker.wait_for(
+                lambda: (
+                    (found := parse(http(worker.url("/metrics")).body.decode()))
+                    and total(found, dead, task="tests.add_one", reason="expired", queue="celery") == 1
+                    and total(found, dead, task="tests.no_such_task", reason="rejected") == 1
+                ),
+                what="the expired message and the unknown task to be counted dead-lettered",
+            )
+            assert len(worker.job_lines()) == 4  # neither ran
+    finally:
+        client.close()
+
+
+@pytest.mark.gunicorn
 def test_a_task_that_exhausts_its_retries_is_dead_lettered(stack):
     web, worker, database = stack
     answer = _put(web, "/api/v1/buckets/jobs/artifacts/doomed/1", b"doomed", **{"X-Simulate-Transient-Failures": "9"})

@@ -229,8 +229,9 @@ class CeleryIntegration(Integration):
         headers = getattr(message, "headers", None) or {}
         job_metrics.dead_lettered(_queue_of(getattr(message, "delivery_info", None)), headers.get("task"), "rejected")
 
-    def revoked(self, request: Any = None, expired: bool = False, **kwargs: Any) -> None:
-        name = getattr(request, "name", None) or getattr(request, "task_name", None)
+    def revoked(self, request: Any = None, expired: bool = False, sender: Any = None, **kwargs: Any) -> None:
+        # The sender is the task; ``request`` is the message's Context, whose ``task`` is the name.
+        name = getattr(sender, "name", None) or getattr(request, "task", None) or getattr(request, "name", None)
         job_metrics.dead_lettered(
             _queue_of(getattr(request, "delivery_info", None)), name, "expired" if expired else "revoked"
         )
