@@ -1,4 +1,5 @@
-"""A real Celery worker of the example project on the local Redis (DB 12 by default), for end-to-end tests.
+"""A real Celery worker of the example project on the local Redis (DB 12 by default) or RabbitMQ, for end-to-end
+tests.
 
 ``celery -A example_project.celery -q worker --pool prefork -c 2`` with its metrics port, state file and
 multi-process directory in the test's directory; stopped (SIGTERM, then SIGKILL) by the test. Redis must answer on
@@ -28,6 +29,10 @@ from tests.servers import ROOT, free_port, http, server_env
 #: Redis, each flushing its own DB).
 REDIS_DB = int(os.environ.get("OBSERVABILITY_TEST_REDIS_DB", "12"))
 BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+#: The local RabbitMQ (vhost ``/``, Debian's default guest user); the tests declare queues and exchanges of their
+#: own there, named ``<QUEUE_PREFIX>-<random>-...``, and delete them afterwards.
+AMQP_URL = os.environ.get("OBSERVABILITY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+QUEUE_PREFIX = os.environ.get("OBSERVABILITY_TEST_QUEUE_PREFIX", "obs-test")
 
 
 def redis_command(*words: str) -> str:
@@ -49,6 +54,20 @@ def require_redis() -> None:
         if os.environ.get("OBSERVABILITY_TEST_REQUIRE_SYSTEM_TOOLS"):
             pytest.fail(f"Redis at 127.0.0.1:6379 is required ({exc}); .ci/run starts it")
         pytest.skip(f"Redis at 127.0.0.1:6379 is not running ({exc}); .ci/run starts it")
+
+
+def require_rabbitmq() -> str:
+    """AMQP_URL when RabbitMQ answers there (fails under OBSERVABILITY_TEST_REQUIRE_SYSTEM_TOOLS, skips elsewhere)."""
+    from kombu import Connection
+
+    try:
+        with Connection(AMQP_URL, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        if os.environ.get("OBSERVABILITY_TEST_REQUIRE_SYSTEM_TOOLS"):
+            pytest.fail(f"RabbitMQ at {AMQP_URL} is required ({exc}); .ci/run starts it")
+        pytest.skip(f"RabbitMQ at {AMQP_URL} is not running ({exc}); .ci/run starts it")
+    return AMQP_URL
 
 
 class PrivateRedis:

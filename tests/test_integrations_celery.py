@@ -294,6 +294,51 @@ def test_backlog_depth_and_age_of_a_queue_waiting_for_a_worker(server_database, 
 
 
 @pytest.mark.gunicorn
+def test_backlog_depth_of_queues_on_a_rabbitmq_broker(server_database, tmp_path):
+    """The same worker on RabbitMQ: ready, and the depth of a queue nobody consumes is RabbitMQ's message count."""
+    import uuid
+
+    from celery import Celery
+
+    from tests.celery_worker import QUEUE_PREFIX, require_rabbitmq
+
+    url = require_rabbitmq()
+    prefix = f"{QUEUE_PREFIX}-{uuid.uuid4().hex[:8]}"
+    waiting, consumed = f"{prefix}-waiting", f"{prefix}-consumed"
+    client = Celery("tests-client", broker=url)
+    worker = CeleryWorker(
+        server_database.url,
+        tmp_path / "worker",
+        broker_url=url,
+        queues=consumed,
+        flush=False,
+        env={"OBSERVABILITY_WORKER_BACKLOG_QUEUES": f"{waiting},{consumed}"},
+    )
+    try:
+        with worker:
+            assert http(worker.url("/health/ready")).json()["checks"]["queues"]["queues"] == [consumed]
+            for index in range(3):
+                client.send_task(TASK, ("rabbit", "m", str(index)), queue=waiting)
+
+            def depths():
+                samples = parse(http(worker.url("/metrics")).body.decode())
+                found = {name: samples.get(("jobs_queue_backlog", (("queue", name),))) for name in (waiting, consumed)}
+                return found if found == {waiting: 3, consumed: 0} else None
+
+            worker.wait_for(depths, what="the RabbitMQ queue depths on the worker's port")
+            samples = parse(http(worker.url("/metrics")).body.decode())
+            assert not [key for key in samples if key[0] == "jobs_queue_oldest_age_seconds"]  # Redis only
+            assert len(worker.job_lines()) == 0
+    finally:
+        with client.connection_for_write() as connection:
+            channel = connection.default_channel
+            for name in (waiting, consumed):
+                channel.queue_delete(name)
+                channel.exchange_delete(name)
+        client.close()
+
+
+@pytest.mark.gunicorn
 def test_worker_probes_on_its_port_and_as_a_command(server_database, tmp_path):
     command = [sys.executable, "manage.py", "worker_probe"]
     with CeleryWorker(server_database.url, tmp_path / "worker") as worker:
