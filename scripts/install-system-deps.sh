@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# System packages the suite starts for real: Prometheus (with promtool), headless Chromium with its driver, and
+# System packages the suite starts for real: Prometheus (with promtool), headless Chromium with its driver,
 # redis-server (the health probe's queue check and the Celery worker tests talk to a real one; redis-cli comes with it
-# and .ci/run uses it to start the server when it is down).
+# and .ci/run uses it to start the server when it is down) and rabbitmq-server (a Celery worker test on an AMQP
+# broker; .ci/run starts it when it is down).
 # Idempotent: installs only what is missing. Needs root (or sudo) and Debian's package registry.
 set -euo pipefail
 
@@ -12,8 +13,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "system deps: prometheus, promtool, chromium, chromedriver, redis-server present"
+  echo "system deps: prometheus, promtool, chromium, chromedriver, redis-server, rabbitmq-server present"
   exit 0
 fi
 sudo=""
