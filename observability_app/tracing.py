@@ -15,8 +15,8 @@ What it does:
   ``OTEL_TRACES_SAMPLER_ARG``) for new traces; a caller's sampled flag is followed. ``OTEL_TRACES_SAMPLER``, when
   set, picks another sampler the standard way;
 * export: ``TRACE_EXPORTER`` = ``otlp`` (OTLP/HTTP protobuf, batched; ``OTLP_ENDPOINT`` or the standard
-  ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``/``_HEADERS`` variables), ``console`` (stdout) or ``none`` (spans and
-  ids, no export);
+  ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``/``_HEADERS`` variables), ``console`` (stdout, one JSON object per span
+  and line) or ``none`` (spans and ids, no export);
 * sampling per environment: with ``TRACE_SAMPLE_RATE`` left at its default, the ratio comes from
   ``TRACE_SAMPLE_RATES`` by ``ENVIRONMENT`` (production 0.05, staging 0.25, anything else 1.0); and per kind of
   endpoint: ``TRACE_SAMPLING_RULES`` (path prefix -> ratio, first match wins) for new traces, while probes and
@@ -280,8 +280,9 @@ def _processor_factory(config: TracingConfig) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 
     if config.exporter == "console":
-        # stdout looked up when the first span ends, not when the SDK was imported (it may have been replaced)
-        return lambda: SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout))
+        # stdout looked up when the first span ends, not when the SDK was imported (it may have been replaced);
+        # one JSON object per line, like the log lines beside them, so that one jq filter reads both
+        return lambda: SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout, formatter=_one_line))
 
     def otlp() -> Any:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -290,6 +291,10 @@ def _processor_factory(config: TracingConfig) -> Any:
         return BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter())
 
     return otlp
+
+
+def _one_line(span: Any) -> str:
+    return span.to_json(indent=None) + "\n"
 
 
 def _response_hook(span: Any, request: Any, response: Any) -> None:

@@ -184,7 +184,9 @@ def test_console_export(settings, capsys, db):
         Client().get("/api/v1/buckets/c/artifacts/m/1", HTTP_TRACEPARENT=f"00-{TRACE_ID}-{PARENT_ID}-01")
     finally:
         tracing.shutdown()
-    assert f"0x{TRACE_ID}" in capsys.readouterr().out
+    spans = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"name"')]
+    assert spans and all(span["context"]["trace_id"] == f"0x{TRACE_ID}" for span in spans)  # one per line
+    assert "SpanKind.SERVER" in {span["kind"] for span in spans}
 
 
 def test_the_otel_middleware_on_top_is_not_reported(traced):
