@@ -4,6 +4,7 @@ worker runs the tasks (no eager mode), and the worker's log lines, audit events,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from tests import servers
 from tests.celery_worker import BROKER_URL, CeleryWorker
-from tests.servers import GunicornServer, free_port, http, parse, require_tool, total
+from tests.servers import GunicornServer, free_port, http, parse, require_tool, series, total
 
 server_database = servers.server_database
 _migrated_sqlite = servers._migrated_sqlite
@@ -251,6 +252,47 @@ scrape_configs:
     # On the API side the publications were counted.
     web_samples = parse(http(web.url("/metrics")).body.decode())
     assert total(web_samples, "jobs_enqueued_total", task=TASK, queue="scans") == 3
+
+
+@pytest.mark.prometheus
+@pytest.mark.gunicorn
+def test_a_worker_pushes_to_a_real_pushgateway_when_pull_is_blocked(server_database, tmp_path):
+    """WORKER_PUSHGATEWAY_URL alone: the worker PUTs its exposition to a real Pushgateway (which refuses what is not
+    valid exposition), grouped by job and instance, and the job counters move there as tasks run."""
+    from celery import Celery
+
+    binary = require_tool("/usr/bin/prometheus-pushgateway")
+    port = free_port()
+    log = (tmp_path / "pushgateway.log").open("wb")
+    gateway = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    client = Celery("tests-client", broker=BROKER_URL)
+    env = {"OBSERVABILITY_WORKER_PUSHGATEWAY_URL": base, "OBSERVABILITY_WORKER_PUSH_INTERVAL": "0.5"}
+    worker = CeleryWorker(server_database.url, tmp_path / "worker", env=env, include="tests.celery_tasks")
+    try:
+        with worker:
+            for _ in range(2):
+                client.send_task("tests.add_one", (1,), queue="celery")
+
+            def pushed():
+                with contextlib.suppress(OSError):
+                    samples = parse(http(f"{base}/metrics").body.decode())
+                    if total(samples, "jobs_succeeded_total", task="tests.add_one", job="artifact-bucket-worker") == 2:
+                        return samples
+                return None
+
+            samples = worker.wait_for(pushed, what="two succeeded runs at the Pushgateway")
+            (group,) = [labels for labels in series(samples, "push_time_seconds") if labels["job"].endswith("-worker")]
+            assert group["instance"].startswith("test-") and "@" in group["instance"]  # the worker's node name
+            assert not series(samples, "push_failure_time_seconds") or total(samples, "push_failure_time_seconds") == 0
+            assert total(samples, "jobs_worker_heartbeat_timestamp_seconds", job="artifact-bucket-worker") > 0
+    finally:
+        client.close()
+        gateway.terminate()
+        gateway.wait(timeout=30)
+        log.close()
 
 
 @pytest.mark.gunicorn
