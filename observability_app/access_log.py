@@ -50,6 +50,7 @@ _new = object.__new__
 def _level_name(level: int) -> str:
     return _LEVEL_NAMES.get(level) or logging.getLevelName(level)
 
+
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
 

@@ -17,6 +17,8 @@ Ids are part of the public interface (runbooks and CI greps name them): never re
 ``observability_app.W001``  ``ObservabilityMiddleware`` is not in ``MIDDLEWARE``
 ``observability_app.W002``  ``ObservabilityMiddleware`` is not first in ``MIDDLEWARE``
 ``observability_app.W003``  no ``AUDIT_SIGNING_KEY`` outside development: seals can be recomputed by a DB admin
+``observability_app.W004``  outside development, the database role can update, delete or truncate audit tables
+                            (or owns them, or is a superuser): ``manage.py audit_db_roles`` prints the fix
 ``observability_app.E030``  a ``HEALTH_CHECKS`` entry cannot be imported or is not a ``HealthCheck`` subclass
 ``observability_app.E031``  ``METRICS_TOKEN`` is set but is not a non-empty string
 ``observability_app.E032``  ``PROMETHEUS_MULTIPROC_DIR`` is set but is not a writable directory
@@ -67,6 +69,7 @@ _POSITIVE_INT_KEYS = (
 )
 _POSITIVE_NUMBER_KEYS = ("HEALTH_CHECK_TIMEOUT",)
 _TEXT_KEYS = ("SERVICE_NAME", "ENVIRONMENT")
+_DEVELOPMENT_ENVIRONMENTS = ("development", "dev", "local", "test")
 _LIST_KEYS = ("EXCLUDED_PATHS", "REDACT_FIELDS", "HEALTH_CHECKS", *_NETWORK_KEYS)
 
 
@@ -148,7 +151,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     key = values["AUDIT_SIGNING_KEY"]
     if key is not None and not isinstance(key, str | bytes):
         errors.append(_error("E010", "OBSERVABILITY['AUDIT_SIGNING_KEY'] must be a string.", "Read it from a secret."))
-    elif not key and values["ENVIRONMENT"] not in ("development", "dev", "local", "test"):
+    elif not key and values["ENVIRONMENT"] not in _DEVELOPMENT_ENVIRONMENTS:
         errors.append(
             Warning(
                 "OBSERVABILITY['AUDIT_SIGNING_KEY'] is not set: a database administrator could recompute the audit"
@@ -527,3 +530,41 @@ def _check_celery_app(path: Any) -> list[Any]:
     if not isinstance(app, Celery):
         return [_error("E044", f"CELERY_APP {path!r} is a {type(app).__name__}, not a Celery app.", "Name the app.")]
     return []
+
+
+@register(Tags.database)
+def check_audit_db_role(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """W004: the connection's role could rewrite the evidence. Runs with ``check --database`` and ``migrate``.
+
+    A database check (it queries the catalogue), so plain ``manage.py check`` skips it, as Django does for its own.
+    """
+    from .audit.roles import exposure
+
+    raw = getattr(django_settings, "OBSERVABILITY", {})
+    if not isinstance(raw, dict):
+        return []  # E001 already says so
+    values = build_settings(raw).values
+    if str(values["ENVIRONMENT"]).lower() in _DEVELOPMENT_ENVIRONMENTS:
+        return []
+    warnings: list[Any] = []
+    for alias in databases or ():
+        try:
+            found = exposure(alias)
+        except Exception as exc:  # an unreachable database is reported by the health checks, not here
+            logging.getLogger(__name__).debug("W004 skipped for %s: %s", alias, exc)
+            continue
+        if found is None or not found.exposed:
+            continue
+        warnings.append(
+            Warning(
+                f"Database {alias!r}: the app's role can change or remove audit evidence: "
+                + "; ".join(found.describe())
+                + ".",
+                hint=(
+                    f"Run `manage.py audit_db_roles --runtime-role {found.role} --owner <another role>` as the owner"
+                    " and connect the app as a role with SELECT and INSERT only (docs/deployment.md)."
+                ),
+                id=_ID.format("W004"),
+            )
+        )
+    return warnings

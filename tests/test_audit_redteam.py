@@ -154,9 +154,7 @@ def test_wiping_every_audit_table_is_named(checkpoint_file):
 def test_restoring_an_older_backup_is_named(checkpoint_file):
     """A restore brings back the trail as it was two seals ago: the checkpoint file remembers later seals."""
     sealed_trail(1)
-    backup = {
-        table: _rows(table) for table in ("observability_audit_event", "observability_audit_seal")
-    }
+    backup = {table: _rows(table) for table in ("observability_audit_event", "observability_audit_seal")}
     sealed_trail(2)
     with triggers_off() as cursor:
         cursor.execute("DELETE FROM observability_audit_verification")
@@ -224,3 +222,206 @@ def test_verify_during_a_purge_reports_no_problem():
         thread.join()
     assert result.total == 3000 and reports
     assert [problem for report in reports for problem in report.problems] == []
+
+
+# -- late commits: a writer's transaction open while seals pass its id ----------------------------------------
+
+
+class _OpenWriter:
+    """A thread that records one event in a transaction and keeps it open until told to commit."""
+
+    def __init__(self) -> None:
+        self.opened, self.release = threading.Event(), threading.Event()
+        self.pk: int | None = None
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                self.pk = audit.record("ARTIFACT_ACCESSED", {**ACCESS, "reader": "slow"}).pk
+                self.opened.set()
+                self.release.wait(30)
+        finally:
+            connections.close_all()
+
+    def __enter__(self) -> _OpenWriter:
+        self.thread.start()
+        assert self.opened.wait(10)
+        return self
+
+    def commit(self) -> None:
+        self.release.set()
+        self.thread.join(30)
+
+    def __exit__(self, *exc) -> None:
+        self.commit()
+
+
+def _assert_picked_up_late(pk: int) -> None:
+    report = integrity.verify()
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.unsealed == 1
+    assert integrity.seal().late == 1
+    report = integrity.verify()
+    assert report.ok and report.unsealed == 0, [str(p) for p in report.problems]
+    assert integrity.seal_for(pk) is not None
+
+
+@postgres_only
+def test_an_event_committed_after_three_seals_passed_its_id_is_sealed_late_not_inserted():
+    with _OpenWriter() as writer:
+        for n in range(3):
+            audit.record("ARTIFACT_ACCESSED", {**ACCESS, "n": n})
+            assert len(integrity.seal().seals) == 1
+            assert integrity.verify().ok
+        assert AuditSeal.objects.filter(first_id__lte=writer.pk, last_id__gte=writer.pk).exists()
+    _assert_picked_up_late(writer.pk)
+
+
+@postgres_only
+def test_an_event_committed_after_seal_calls_that_each_wrote_several_seals_is_sealed_late():
+    with _OpenWriter() as writer:
+        audit.record_many([("ARTIFACT_ACCESSED", {**ACCESS, "i": i}) for i in range(7)])
+        assert len(integrity.seal(max_events=2).seals) == 4
+        audit.record_many([("ARTIFACT_ACCESSED", {**ACCESS, "j": j}) for j in range(5)])
+        assert len(integrity.seal(max_events=2).seals) == 3
+        assert integrity.verify().ok
+    _assert_picked_up_late(writer.pk)
+
+
+# -- holds that hold: a deleted hold cannot launder a purge ------------------------------------------------------
+
+
+def _expired(subject: str, count: int) -> None:
+    old = datetime.now(UTC) - timedelta(days=3000)
+    audit.record_many(
+        [
+            {
+                "event_type": "ARTIFACT_ACCESSED",
+                "payload": {**ACCESS, "artifact_id": subject, "i": i},
+                "occurred_at": old,
+            }
+            for i in range(count)
+        ]
+    )
+
+
+@pytest.mark.parametrize("scope", ["subject", "type", "pair"])
+def test_deleting_a_hold_then_purging_its_events_is_named_by_verify(scope):
+    _expired("b/held@1", 3)
+    _expired("b/free@1", 2)
+    kwargs = {
+        "subject": {"subject": "b/held@1"},
+        "type": {"event_type": "ARTIFACT_ACCESSED"},
+        "pair": {"subject": "b/held@1", "event_type": "ARTIFACT_ACCESSED"},
+    }[scope]
+    hold = holds.place(reason="litigation", placed_by="legal", **kwargs)
+    assert purge_expired().total == (0 if scope == "type" else 2)
+    assert integrity.verify().ok
+    with triggers_off() as cursor:  # the attacker removes the hold's row, then lets the purge run
+        cursor.execute("DELETE FROM observability_legal_hold WHERE id = %s", [hold.pk])
+    assert purge_expired().total > 0
+    report = integrity.verify()
+    found = kinds(report)
+    assert "hold_missing" in found and "purged_under_hold" in found, [str(p) for p in report.problems]
+    assert any(f"legal hold {hold.pk}" in p.detail for p in report.problems if p.kind == "purged_under_hold")
+
+
+def test_a_purge_after_a_hold_was_lifted_is_not_a_problem():
+    _expired("b/held@1", 3)
+    hold = holds.place(subject="b/held@1", reason="litigation", placed_by="legal")
+    assert purge_expired().total == 0
+    holds.release(hold, released_by="legal", reason="settled")
+    assert purge_expired().total == 3
+    report = integrity.verify()
+    assert report.ok, [str(p) for p in report.problems]
+
+
+def test_a_forged_purge_record_subject_list_is_named():
+    _expired("b/held@1", 3)
+    assert purge_expired().total == 3
+    with triggers_off() as cursor:  # hide what was purged from the hold check, without the key
+        cursor.execute("UPDATE observability_audit_purge_record SET subjects = '[]' WHERE removed_count > 0")
+    assert "purge_forged" in kinds(integrity.verify())
+
+
+# -- the classics: swapped payloads, reordered ids, moved timestamps --------------------------------------------
+
+
+def _sealed_pair():
+    first = audit.record("ARTIFACT_ACCESSED", {**ACCESS, "reader": "alice"})
+    second = audit.record("ARTIFACT_ACCESSED", {**ACCESS, "reader": "bob"})
+    integrity.seal()
+    return first.pk, second.pk
+
+
+def test_swapping_two_events_payloads_names_both():
+    a, b = _sealed_pair()
+    with triggers_off() as cursor:
+        cursor.execute(
+            "UPDATE observability_audit_event SET payload ="
+            " (SELECT payload FROM observability_audit_event WHERE id = %s) WHERE id = %s",
+            [b, a],
+        )
+        cursor.execute(
+            "UPDATE observability_audit_event SET payload = %s WHERE id = %s",
+            ['{"artifact_id": "b/a@1", "version": "1", "reader": "alice", "purpose": "p"}', b],
+        )
+    found = {(p.kind, p.event_id) for p in integrity.verify().problems}
+    assert {("changed", a), ("changed", b)} <= found
+
+
+def test_swapping_two_events_ids_digests_and_all_is_named():
+    a, b = _sealed_pair()
+    with triggers_off() as cursor:  # reorder history: each row takes the other's id (its digest comes along)
+        cursor.execute("UPDATE observability_audit_event SET id = -1 WHERE id = %s", [a])
+        cursor.execute("UPDATE observability_audit_event SET id = %s WHERE id = %s", [a, b])
+        cursor.execute("UPDATE observability_audit_event SET id = %s WHERE id = -1", [b])
+    found = {(p.kind, p.event_id) for p in integrity.verify().problems}
+    assert {("changed", a), ("changed", b)} <= found
+
+
+def test_moving_an_events_time_back_is_named():
+    a, _b = _sealed_pair()
+    with triggers_off() as cursor:
+        cursor.execute(
+            "UPDATE observability_audit_event SET occurred_at = %s WHERE id = %s",
+            [datetime.now(UTC) - timedelta(days=3000), a],
+        )
+    assert ("changed", a) in {(p.kind, p.event_id) for p in integrity.verify().problems}
+    result = purge_expired()  # the attacker's hope: the purge erases it, with a valid purge record
+    assert result.total == 0 and result.refused == {"ARTIFACT_ACCESSED": [a]}
+    assert ("changed", a) in {(p.kind, p.event_id) for p in integrity.verify(full=True).problems}
+
+
+def test_a_seal_moved_back_in_time_to_vouch_for_recent_events_stops_the_purge():
+    from observability_app.audit.retention import TamperedTrail
+
+    a, _b = _sealed_pair()
+    with triggers_off() as cursor:
+        cursor.execute(
+            "UPDATE observability_audit_event SET occurred_at = %s", [datetime.now(UTC) - timedelta(days=3000)]
+        )
+        cursor.execute(
+            "UPDATE observability_audit_seal SET created_at = %s", [datetime.now(UTC) - timedelta(days=3000)]
+        )
+    with pytest.raises(TamperedTrail):
+        purge_expired()
+    assert AuditEvent.objects.filter(pk=a).exists()
+
+
+def test_a_seal_forged_without_the_key_is_named(checkpoint_file):
+    audit.record("ARTIFACT_ACCESSED", ACCESS)
+    integrity.seal()
+    audit.record("ARTIFACT_ACCESSED", ACCESS)
+    with triggers_off() as cursor:  # a seal row made up by someone without the key
+        cursor.execute(
+            "INSERT INTO observability_audit_seal (created_at, first_id, last_id, event_count, late_count, leaves,"
+            " previous_digest, digest, keyed, watch, version)"
+            " SELECT created_at, last_id + 1, last_id + 1000, 0, 0, %s, digest, %s, true, '{}', 2"
+            " FROM observability_audit_seal ORDER BY id DESC LIMIT 1",
+            [b"", "e" * 64],
+        )
+    assert "seal_forged" in kinds(integrity.verify())

@@ -97,7 +97,10 @@ def test_exactly_the_expired_events_go_and_a_second_run_deletes_nothing():
 @pytest.mark.django_db(transaction=True)
 def test_retention_in_force_when_it_runs_applies():
     backdate_every_type()
-    with override_settings(OBSERVABILITY={"AUDIT_RETENTION": {"ARTIFACT_ACCESSED": 5 * 365}}):
+    from django.conf import settings
+
+    retention_5y = {**settings.OBSERVABILITY, "AUDIT_RETENTION": {"ARTIFACT_ACCESSED": 5 * 365}}
+    with override_settings(OBSERVABILITY=retention_5y):
         result = retention.purge_expired(now=NOW, event_types=["ARTIFACT_ACCESSED"])
     # Under the 2-year default three would go (800, 1000, 3000 days); under 5 years only the 3000-day one.
     assert result.counts == {"ARTIFACT_ACCESSED": 1}
@@ -235,3 +238,136 @@ def test_events_removed_behind_a_purge_are_still_reported():
         cursor.execute("DELETE FROM observability_audit_event WHERE id = %s", [kept[1].pk])
     found = {(problem.kind, problem.event_id) for problem in integrity.verify().problems}
     assert found == {("removed", kept[1].pk)}
+
+
+# -- crash-safe accounting: a purge killed between batches ---------------------------------------------------
+
+
+def _purged_totals() -> tuple[int, int]:
+    """(sum of every AUDIT_PURGED event's counts, sum of every purge record's removed_count)."""
+    from django.db.models import Sum
+
+    from observability_app.audit.models import AuditPurgeRecord
+
+    events = sum(
+        sum(payload["counts"].values())
+        for payload in AuditEvent.objects.filter(event_type="AUDIT_PURGED").values_list("payload", flat=True)
+    )
+    records = AuditPurgeRecord.objects.aggregate(n=Sum("removed_count"))["n"] or 0
+    return events, records
+
+
+def _expired_accesses(count: int) -> None:
+    old = NOW - timedelta(days=3000)
+    audit.record_many(
+        [
+            {
+                "event_type": "ARTIFACT_ACCESSED",
+                "payload": {**PAYLOADS["ARTIFACT_ACCESSED"], "n": i},
+                "occurred_at": old,
+            }
+            for i in range(count)
+        ]
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_dies_between_batches_is_accounted_for_by_the_next_run(monkeypatch, capsys):
+    _expired_accesses(10)
+    real, calls = retention._delete_batch, []
+
+    def dies_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process goes, mid-run, as a signal would take it
+        removed = real(*args, **kwargs)
+        if removed:
+            calls.append(len(removed))
+        return removed
+
+    monkeypatch.setattr(retention, "_delete_batch", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        retention.purge_expired(now=NOW, batch_size=3)
+    monkeypatch.undo()
+    assert _purged_totals() == (0, 6)  # two batches gone, nobody said so yet
+    (interrupted,) = retention.interrupted_runs()
+    call_command("purge_expired_audit", "--now", NOW.isoformat(), "--batch-size", "3")
+    out = capsys.readouterr().out
+    assert f"recorded AUDIT_PURGED for interrupted run {interrupted}: deleted 6 event(s)" in out
+    assert "deleted 4 event(s)" in out
+    assert _purged_totals() == (10, 10)
+    assert retention.interrupted_runs() == {}
+    reconciled = AuditEvent.objects.get(event_type="AUDIT_PURGED", subject=interrupted)
+    assert reconciled.payload["interrupted"] is True and reconciled.payload["counts"] == {"ARTIFACT_ACCESSED": 6}
+    assert integrity.verify().ok
+    retention.purge_expired(now=NOW)
+    assert _purged_totals() == (10, 10)  # reconciled once, not again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dry_run_names_an_interrupted_run_and_records_nothing(monkeypatch, capsys):
+    _expired_accesses(4)
+    real = retention._delete_batch
+    calls = []
+
+    def dies_after_one(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        removed = real(*args, **kwargs)
+        if removed:
+            calls.append(len(removed))
+        return removed
+
+    monkeypatch.setattr(retention, "_delete_batch", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        retention.purge_expired(now=NOW, batch_size=2)
+    monkeypatch.undo()
+    call_command("purge_expired_audit", "--dry-run", "--now", NOW.isoformat())
+    assert "found interrupted run" in capsys.readouterr().out
+    assert _purged_totals() == (0, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kill_9_mid_purge_then_a_rerun_leaves_the_totals_equal_and_the_trail_verified():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from observability_app.audit.models import AuditPurgeRecord
+
+    _expired_accesses(6000)
+    settings = connection.settings_dict
+    if connection.vendor == "postgresql":
+        host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
+        url = f"postgres://{settings['USER']}@{host}:{port}/{settings['NAME']}"
+    else:
+        url = f"sqlite:///{settings['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "example_project.settings"}
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "purge_expired_audit", "--batch-size", "20", "--now", NOW.isoformat()],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and child.poll() is None:
+            try:
+                if AuditPurgeRecord.objects.count() >= 5:
+                    break
+            except Exception:  # SQLite: the child holds the write lock for a moment
+                pass
+            time.sleep(0.02)
+        assert child.poll() is None, child.stderr.read().decode()[-2000:]
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(30)
+    connection.close()
+    events, records = _purged_totals()
+    assert events == 0 and 0 < records < 6000
+    result = retention.purge_expired(now=NOW, batch_size=500)
+    assert sum(sum(counts.values()) for counts in result.reconciled.values()) == records
+    assert result.total == 6000 - records
+    assert _purged_totals() == (6000, 6000)
+    assert integrity.verify().ok

@@ -126,3 +126,34 @@ def database_now(using: str = DEFAULT_DB_ALIAS) -> datetime:
             value = cursor.fetchone()[0]
         return value.astimezone(UTC)
     return datetime.now(UTC)
+
+
+#: The writers' lock (PostgreSQL): every transaction that inserts audit events holds it shared, from before its
+#: first event takes an id until it ends. Nobody ever takes it exclusively; sealing only *lists* its holders
+#: (``pg_locks``, readable by every role) to learn which transactions could still commit an event below the ids
+#: it sealed. A positive 63-bit key, so that ``pg_locks``' two 32-bit halves compare without sign games.
+WRITERS_LOCK_KEY = _key("observability_app.writers") & 0x7FFF_FFFF_FFFF_FFFF
+WRITERS_LOCK_SQL = f"pg_advisory_xact_lock_shared({WRITERS_LOCK_KEY})"
+
+
+def take_writers_lock(using: str = DEFAULT_DB_ALIAS) -> None:
+    """Hold the writers' lock for the rest of the current transaction (PostgreSQL; nothing to do on SQLite, whose
+    single writer commits before anyone else can, so no event ever commits below a sealed id there)."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {WRITERS_LOCK_SQL}")
+
+
+def writers_in_progress(using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """The virtual transaction ids of the other sessions holding the writers' lock right now (sorted)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s"
+            " AND objsubid = 1 AND granted AND pid <> pg_backend_pid() ORDER BY 1",
+            [WRITERS_LOCK_KEY >> 32, WRITERS_LOCK_KEY & 0xFFFF_FFFF],
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import models, router, transaction
 
 from .exceptions import AppendOnlyViolation
+from .locks import take_writers_lock
 
 
 class AppendOnlyQuerySet(models.QuerySet):
@@ -97,7 +98,10 @@ class AuditEvent(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise AppendOnlyViolation("save() of a stored audit event refused")
-        super().save(*args, **kwargs)
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using):  # the writers' lock lives as long as the transaction (locks.py)
+            take_writers_lock(using)
+            super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise AppendOnlyViolation("delete() of an audit event refused")

@@ -26,6 +26,7 @@ from ..ids import time_ordered_id
 from . import registry
 from .canonical import DIGEST_FIELDS, EVENT_COLUMNS, encode_payload, event_digest, normalize_payload, signing_key
 from .exceptions import InvalidAuditEvent, MissingPayloadFields, PayloadTooLarge
+from .locks import WRITERS_LOCK_SQL, take_writers_lock
 from .models import AuditEvent
 
 #: Sent after an event was written (inside the caller's transaction): ``sender=AuditEvent``, ``event_type``,
@@ -179,6 +180,11 @@ class _Inserter:
         table = qn(AuditEvent._meta.db_table)
         self.returning = connection.features.can_return_columns_from_insert
         self.sql = self.plain_sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+        if self.vendor == "postgresql":
+            # The writers' lock first (a one-time filter runs before the id's nextval), in the same statement: the
+            # sealer then knows this transaction may still commit an event below the ids it seals (locks.py).
+            casts = ", ".join(f"%s::{AuditEvent._meta.get_field(name).db_type(connection)}" for name in _COLUMNS)
+            self.sql = f"INSERT INTO {table} ({columns}) SELECT {casts} WHERE {WRITERS_LOCK_SQL} IS NOT NULL"
         if self.returning:
             self.sql += f" RETURNING {qn('id')}"
         self.copy_sql = f"COPY {table} ({columns}) FROM STDIN"
@@ -280,6 +286,7 @@ def record_many(
     total = 0
     with transaction.atomic(using=alias, savepoint=True), connection.cursor() as cursor:
         if inserter.vendor == "postgresql":
+            take_writers_lock(alias)
             with cursor.cursor.copy(inserter.copy_sql) as copy:
                 for index, item in enumerate(events):
                     row = _build_item(index, item, defaults)

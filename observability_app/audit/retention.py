@@ -14,6 +14,11 @@
 5. records one AUDIT_PURGED event with the per-type counts, cut-offs and run id (``/metrics`` sums these into
    ``audit_events_purged_total`` in every process, whichever host purged).
 
+A run killed between two batches (``kill -9``, a lost host) has committed its batches and their purge records but
+no AUDIT_PURGED event. The next run, under the same lock before it deletes anything, writes that AUDIT_PURGED for
+it from its purge records (``"interrupted": true``, :func:`interrupted_runs`), so the AUDIT_PURGED totals and the
+purge records always agree.
+
 Memory stays flat (one batch of ids at a time, 8 bytes each) and no transaction holds more than one batch. A second
 run finds nothing more to delete.
 """
@@ -30,20 +35,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import BinaryField, F
+from django.db.models import BinaryField, F, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Substr
 
 from . import registry
 from .db import purge_gate
 from .holds import HeldScope, active_scope
-from .integrity import LEAF, leaf_ids, purge_digest, seal
+from .integrity import LEAF, PurgeContext, content_mismatches, leaf_ids, purge_digest, seal, seal_signature_valid
 from .locks import LockBusy, database_now, exclusive, holds_serialized
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal
 from .recording import record
 
 PURGE_LOCK = "observability_app.purge"
-__all__ = ["LockBusy", "PurgeResult", "last_purge", "plan", "purge_expired"]
+__all__ = ["LockBusy", "PurgeResult", "TamperedTrail", "interrupted_runs", "last_purge", "plan", "purge_expired"]
 
 
 @dataclass
@@ -54,6 +59,11 @@ class PurgeResult:
     cutoffs: dict[str, str] = field(default_factory=dict)
     batches: int = 0
     longest_batch_seconds: float = 0.0
+    #: Earlier runs that were killed after deleting (purge records, no AUDIT_PURGED): run id -> counts by type.
+    reconciled: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Events that looked expired but whose content no longer gives their digest (a time moved back behind the
+    #: app, say): left in place for verify_audit to name. Type -> ids.
+    refused: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -113,6 +123,21 @@ def purge_expired(
         registry.get(name)  # UnknownEventType for a typo, before anything happens
     result = PurgeResult(run_id=uuid.uuid4().hex, dry_run=dry_run)
     with exclusive(PURGE_LOCK, using=using, wait=False):
+        result.reconciled = interrupted_runs(using)
+        if not dry_run:
+            for old_run, counts in result.reconciled.items():
+                record(
+                    "AUDIT_PURGED",
+                    {
+                        "counts": counts,
+                        "cutoffs": {},
+                        "run_id": old_run,
+                        "interrupted": True,
+                        "reconciled_by": result.run_id,
+                    },
+                    source="command",
+                    using=using,
+                )
         cutoffs = plan(now, event_types=event_types, using=using)
         if not dry_run:
             seal(using=using)
@@ -123,28 +148,103 @@ def purge_expired(
             if dry_run:
                 count = _expired(name, cutoff, lifetime, active_scope(using), using).count()
             else:
-                count, after = 0, 0
-                while True:
-                    started = time.perf_counter()
-                    removed = _delete_batch(
-                        name, cutoff, lifetime, after, batch_size, result.run_id, using, seals
-                    )
-                    if not removed:
-                        break
-                    result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - started)
-                    result.batches += 1
-                    count += len(removed)
-                    after = removed[-1]
+                # First the events a seal written before the cut-off vouches for (up to its last id), then the few
+                # others, each checked against its digest first (see _tampered_candidates).
+                boundary = _vouched_up_to(cutoff, using)
+                count, after, refused = 0, 0, None
+                for upper in (boundary, None):
+                    if upper is None:
+                        refused = _tampered_candidates(name, cutoff, lifetime, boundary, using)
+                        if refused:
+                            result.refused[name] = refused
+                    while True:
+                        started = time.perf_counter()
+                        removed = _delete_batch(
+                            name, cutoff, lifetime, after, batch_size, result.run_id, using, seals, refused, upper
+                        )
+                        if not removed:
+                            break
+                        elapsed = time.perf_counter() - started
+                        result.longest_batch_seconds = max(result.longest_batch_seconds, elapsed)
+                        result.batches += 1
+                        count += len(removed)
+                        after = removed[-1]
+                    after = max(after, boundary)
             if count:
                 result.counts[name] = count
         if not dry_run:
+            payload: dict[str, Any] = {"counts": result.counts, "cutoffs": result.cutoffs, "run_id": result.run_id}
+            if result.refused:
+                payload["refused"] = {name: len(ids) for name, ids in result.refused.items()}
             record(
                 "AUDIT_PURGED",
-                {"counts": result.counts, "cutoffs": result.cutoffs, "run_id": result.run_id},
+                payload,
                 source="command",
                 using=using,
             )
     return result
+
+
+class TamperedTrail(Exception):
+    """A seal the purge relies on does not verify: deleting on its word would launder whatever was changed."""
+
+
+def _vouched_up_to(cutoff: datetime, using: str) -> int:
+    """The last event id of the newest seal written before ``cutoff`` (0 without one).
+
+    Those events were in the trail before the cut-off, so an old time on them is not news. The seal's time is in
+    its keyed digest (version 2), which must verify: else :class:`TamperedTrail`, and nothing is deleted.
+    """
+    from .canonical import signing_key
+
+    found = AuditSeal.objects.using(using).filter(created_at__lt=cutoff).order_by("-id").first()
+    if found is None:
+        return 0
+    if found.version >= 2 and not seal_signature_valid(found, signing_key()):
+        raise TamperedTrail(f"seal {found.pk} does not verify: run verify_audit before purging")
+    return found.last_id
+
+
+def _tampered_candidates(name: str, cutoff: datetime, lifetime: bool, boundary: int, using: str) -> list[int]:
+    """Expired-looking events of ``name`` above ``boundary`` whose content no longer gives their digest.
+
+    An event above the last id a pre-cut-off seal vouches for, with a time before the cut-off, was written after the
+    cut-off with an old time: backfilled, or moved back in time behind the app's back so that the purge erases it.
+    Those (rare in a trail that expires by age; read through the (event type, time) index, after the vouched-for
+    ones are gone) have their content checked; the ones that fail are left for verify_audit to name.
+    """
+    from .canonical import signing_key
+
+    key = signing_key()
+    everything = HeldScope(frozenset(), frozenset(), frozenset())
+    suspects = sorted(
+        _expired(name, cutoff, lifetime, everything, using).filter(id__gt=boundary).values_list("id", flat=True)
+    )
+    bad: list[int] = []
+    for start in range(0, len(suspects), 2000):
+        bad += content_mismatches(suspects[start : start + 2000], using=using, key=key)
+    return bad
+
+
+def interrupted_runs(using: str = DEFAULT_DB_ALIAS) -> dict[str, dict[str, int]]:
+    """Runs that deleted events (their purge records committed batch by batch) but never wrote their AUDIT_PURGED
+    event: killed, or their host lost, between a batch and the end. Run id -> events removed by type.
+
+    Read under the purge lock, so a run still going is never taken for one. One anti-join over the purge records
+    (AUDIT_PURGED's subject is its run id, indexed).
+    """
+    finished = AuditEvent.objects.using(using).filter(event_type="AUDIT_PURGED").values("subject")
+    rows = (
+        AuditPurgeRecord.objects.using(using)
+        .exclude(run_id__in=finished)
+        .values_list("run_id", "event_type")
+        .annotate(removed=Sum("removed_count"))
+        .order_by("run_id", "event_type")
+    )
+    out: dict[str, dict[str, int]] = {}
+    for run_id, event_type, removed in rows:
+        out.setdefault(run_id, {})[event_type or "unknown"] = int(removed or 0)
+    return out
 
 
 class _SealMap:
@@ -212,7 +312,16 @@ class _SealMap:
 
 
 def _delete_batch(
-    name: str, cutoff: datetime, lifetime: bool, after: int, size: int, run_id: str, using: str, seals: _SealMap
+    name: str,
+    cutoff: datetime,
+    lifetime: bool,
+    after: int,
+    size: int,
+    run_id: str,
+    using: str,
+    seals: _SealMap,
+    refused: list[int] | None = None,
+    upper: int | None = None,
 ) -> array:
     """One short transaction: open the gate, delete the next ``size`` expired events after id ``after``, and record
     what went per seal (signed). Returns the removed ids, sorted.
@@ -237,6 +346,10 @@ def _delete_batch(
         if name in holds.types:  # a hold on the whole type placed since the run began
             return array("q")
         window = _expired(name, cutoff, lifetime, holds, using).filter(id__gt=after).order_by("id")
+        if upper is not None:
+            window = window.filter(id__lte=upper)
+        if refused:
+            window = window.exclude(id__in=refused)
         if postgres:  # the rows' physical addresses: the delete then reads no index at all
             window = window.annotate(row_address=RawSQL("ctid", ())).values("row_address")[:size]
         else:
@@ -245,31 +358,41 @@ def _delete_batch(
         with connection.cursor() as cursor:
             if postgres:
                 cursor.execute(
-                    f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY({inner})) RETURNING id)"
-                    " SELECT string_agg(int8send(id), ''::bytea ORDER BY id) FROM gone",
+                    f"WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY({inner})) RETURNING id, subject)"
+                    " SELECT string_agg(int8send(id), ''::bytea ORDER BY id), array_agg(DISTINCT subject) FROM gone",
                     params,
                 )
-                blob = cursor.fetchone()[0]
+                blob, subjects = cursor.fetchone()
                 removed = array("q", bytes(blob) if blob else b"")
                 if _LITTLE_ENDIAN:
                     removed.byteswap()
             elif connection.features.can_return_columns_from_insert:  # SQLite 3.35+: DELETE ... RETURNING too
-                cursor.execute(f"DELETE FROM {table} WHERE id IN ({inner}) RETURNING id", params)
-                removed = array("q", sorted(row[0] for row in cursor.fetchall()))
+                cursor.execute(f"DELETE FROM {table} WHERE id IN ({inner}) RETURNING id, subject", params)
+                rows = cursor.fetchall()
+                removed = array("q", sorted(row[0] for row in rows))
+                subjects = [row[1] for row in rows]
             else:
                 cursor.execute(inner, params)
                 removed = array("q", sorted(row[0] for row in cursor.fetchall()))
+                subjects = []
                 for start in range(0, len(removed), 500):  # SQLite's bound-parameter limit
                     chunk = removed[start : start + 500].tolist()
-                    cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+                    marks = ", ".join(["%s"] * len(chunk))
+                    cursor.execute(f"SELECT DISTINCT subject FROM {table} WHERE id IN ({marks})", chunk)
+                    subjects.extend(row[0] for row in cursor.fetchall())
+                    cursor.execute(f"DELETE FROM {table} WHERE id IN ({marks})", chunk)
         if not removed:
             return removed
         now = database_now(using)
         records = []
         by_seal = seals.group(removed)
         digests = seals.digests(by_seal)
-        for seal_id, ids in by_seal.items():
+        # The batch's distinct subjects go on its first record (signed with it): verification checks them against
+        # the legal holds in force at ``now`` (integrity.hold_problems).
+        batch_subjects = tuple(sorted({subject for subject in subjects or () if subject is not None}))
+        for index, (seal_id, ids) in enumerate(by_seal.items()):
             blob = _big_endian(ids)
+            context = PurgeContext(name, now, batch_subjects if index == 0 else ())
             records.append(
                 AuditPurgeRecord(
                     run_id=run_id,
@@ -277,8 +400,10 @@ def _delete_batch(
                     created_at=now,
                     removed=blob,
                     removed_count=len(ids),
-                    digest=purge_digest(digests[seal_id], run_id, blob, key),
+                    digest=purge_digest(digests[seal_id], run_id, blob, key, context),
                     event_type=name,
+                    subjects=list(context.subjects),
+                    version=2,
                 )
             )
         AuditPurgeRecord.objects.using(using).bulk_create(records)
