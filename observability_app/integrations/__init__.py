@@ -6,14 +6,17 @@
 
 This package imports no optional library: each integration module imports its own, and says which extra to
 install when it is missing. ``setup()`` (called from ``ObservabilityConfig.ready()``) installs the integrations
-the settings name (``CELERY_APP``).
+the settings name (``CELERY_APP``, ``SENTRY_DSN``).
 """
 
 from __future__ import annotations
 
 
 def setup() -> None:
-    """Install the integrations named in the settings (``OBSERVABILITY["CELERY_APP"]``)."""
+    """Install the integrations named in the settings: ``CELERY_APP``, then ``SENTRY_DSN``.
+
+    A missing extra stops start-up with the pip line (:class:`~.base.Integration`, and Sentry's own ImportError).
+    """
     from ..conf import settings
 
     if settings.CELERY_APP:
@@ -24,5 +27,10 @@ def setup() -> None:
         try:
             app = import_string(settings.CELERY_APP)
         except ImportError:
-            return  # reported by the system check observability_app.E044
-        celery.install(app)
+            app = None  # reported by the system check observability_app.E044
+        if app is not None:
+            celery.install(app)
+    if settings.SENTRY_DSN:
+        from . import sentry
+
+        sentry.setup()
