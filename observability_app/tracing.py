@@ -173,14 +173,30 @@ def _span_path(attributes: Any) -> str | None:
     return path.split("?", 1)[0]
 
 
+#: What an outbound HTTP client span is started with (new and old semantic conventions); database and Redis
+#: client spans are started without attributes.
+_CLIENT_URL_ATTRIBUTES = ("url.full", "http.url")
+
+
+def _orphan_call(parent_context: Any, kind: Any, attributes: Any) -> bool:
+    """A CLIENT span without a parent that is not an outbound HTTP call (which the callee may continue)."""
+    from opentelemetry import trace
+
+    if kind is not trace.SpanKind.CLIENT or trace.get_current_span(parent_context).get_span_context().is_valid:
+        return False
+    return not (attributes and any(attributes.get(key) for key in _CLIENT_URL_ATTRIBUTES))
+
+
 class RuleSampler:
     """The app's sampler: never probes or /metrics; a caller's (parent's) decision otherwise; rules, then ratio.
 
     ``NEVER_SAMPLED`` paths are dropped even under a sampled parent: a load balancer that sends ``traceparent``
-    with its probes must not fill the trace store. A span with a parent (the SQL, Redis and Celery spans of a
-    request, a task run whose publisher sampled) follows the parent. A new trace (an incoming request without
-    ``traceparent``, a task published by beat) is matched against ``rules`` (path prefix, ratio; first match
-    wins), else ``rate``.
+    with its probes must not fill the trace store. A database or cache call outside any request or job (a CLIENT
+    span with no parent and no URL: the worker's own broker traffic, a scrape's backlog read, a command's
+    queries) is dropped too: each would be a trace of one span about plumbing. A span with a parent (the SQL,
+    Redis and Celery spans of a request, a task run whose publisher sampled) follows the parent. A new trace (an
+    incoming request without ``traceparent``, a task published by beat, an outgoing HTTP call of a script) is
+    matched against ``rules`` (path prefix, ratio; first match wins), else ``rate``.
     """
 
     def __init__(self, rate: float, rules: tuple[tuple[str, float], ...] = ()) -> None:
@@ -195,9 +211,12 @@ class RuleSampler:
         from opentelemetry.sdk.trace.sampling import Decision, SamplingResult
 
         path = _span_path(attributes)
-        if path is not None:
-            if path.startswith(NEVER_SAMPLED):
+        if path is None:
+            if _orphan_call(parent_context, kind, attributes):
                 return SamplingResult(Decision.DROP)
+        elif path.startswith(NEVER_SAMPLED):
+            return SamplingResult(Decision.DROP)
+        else:
             for prefix, sampler in self._rules:
                 if path.startswith(prefix):
                     return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)

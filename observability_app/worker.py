@@ -294,13 +294,19 @@ class Pusher:
         self._thread = threading.Thread(target=self._loop, name="observability-worker-push", daemon=True)
 
     def push(self) -> bool:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
         from .metrics.render import CONTENT_TYPE
 
         try:
-            body = render(self.collectors)
-            request = urllib.request.Request(self.url, data=body, method="PUT", headers={"Content-Type": CONTENT_TYPE})
-            with urllib.request.urlopen(request, timeout=min(self.interval, 10.0)) as answer:
-                return 200 <= answer.status < 300
+            # no spans (like a scrape of /metrics): neither the push nor the collectors' broker reads
+            with suppress_instrumentation():
+                body = render(self.collectors)
+                request = urllib.request.Request(
+                    self.url, data=body, method="PUT", headers={"Content-Type": CONTENT_TYPE}
+                )
+                with urllib.request.urlopen(request, timeout=min(self.interval, 10.0)) as answer:
+                    return 200 <= answer.status < 300
         except Exception as exc:  # a Pushgateway outage must not stop the worker
             logger.warning("worker metrics: push to %s failed (%s: %s)", self.url, type(exc).__name__, exc)
             return False

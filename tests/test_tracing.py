@@ -591,6 +591,38 @@ def test_probes_and_metrics_are_never_sampled_and_rules_pick_the_rest():
     assert "never" in sampler.get_description()
 
 
+def test_database_and_redis_calls_outside_any_request_or_job_are_not_sampled():
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+    sampler = tracing.RuleSampler(1.0)
+
+    def decide(kind, attributes=None, parent=None):
+        return sampler.should_sample(parent, int(TRACE_ID, 16), "x", kind, attributes).decision.is_sampled()
+
+    assert not decide(SpanKind.CLIENT)  # SELECT, BRPOP, LLEN of the worker's own loop or a scrape
+    assert decide(SpanKind.CLIENT, {"url.full": "http://api/x"}) and decide(SpanKind.CLIENT, {"http.url": "http://a"})
+    sampled = SpanContext(int(TRACE_ID, 16), int(PARENT_ID, 16), is_remote=False, trace_flags=TraceFlags(1))
+    assert decide(SpanKind.CLIENT, parent=trace.set_span_in_context(NonRecordingSpan(sampled)))
+    assert decide(SpanKind.PRODUCER) and decide(SpanKind.INTERNAL)  # beat's publish, a job's own span
+
+
+def test_a_query_makes_a_span_under_a_request_or_job_and_none_outside(traced):
+    import sqlite3
+
+    exporter = traced()
+    connection = sqlite3.connect(":memory:")  # connected after install: instrumented
+    try:
+        connection.cursor().execute("SELECT 1").fetchall()
+        assert not exporter.get_finished_spans()
+        with tracing.provider().get_tracer("tests").start_as_current_span("job"):
+            connection.cursor().execute("SELECT 2").fetchall()
+    finally:
+        connection.close()
+    names = sorted(span.name for span in exporter.get_finished_spans())
+    assert names == ["SELECT", "job"]
+
+
 def test_sampling_rules_and_rates_are_validated_by_checks(settings):
     settings.OBSERVABILITY = {
         **settings.OBSERVABILITY,
