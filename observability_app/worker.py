@@ -179,12 +179,18 @@ def read_state(path: str | None = None) -> WorkerState:
 # -- exposition -----------------------------------------------------------------------------------------------------
 
 
-def render(extra_collectors: Iterable[Any] = ()) -> bytes:
+#: Families a push leaves out: the Pushgateway serves its own ``process_*`` beside the groups pushed to it, and a
+#: worker's would be merged into those families (it logs "inconsistent help strings" on every push). The worker's
+#: port serves them.
+PUSH_SKIPPED_PREFIXES = ("process_",)
+
+
+def render(extra_collectors: Iterable[Any] = (), skip_prefixes: tuple[str, ...] = ()) -> bytes:
     """The worker's exposition: what /metrics serves on the web side (multi-process aware), plus ``extra``."""
     from .metrics import exposition, multiprocess
     from .metrics.render import TextWriter
 
-    writer = TextWriter()
+    writer = TextWriter(skip_prefixes)
     exposition.write(writer, multiprocess.directory())
     for collector in extra_collectors:
         writer.collector(collector)
@@ -301,7 +307,7 @@ class Pusher:
         try:
             # no spans (like a scrape of /metrics): neither the push nor the collectors' broker reads
             with suppress_instrumentation():
-                body = render(self.collectors)
+                body = render(self.collectors, PUSH_SKIPPED_PREFIXES)
                 request = urllib.request.Request(
                     self.url, data=body, method="PUT", headers={"Content-Type": CONTENT_TYPE}
                 )
