@@ -7,7 +7,7 @@ ones, and prints what it measured and whether it held:
 1. ``verify()`` in a loop in a second thread while ``purge_expired()`` deletes everything expired: the number of
    verify runs and the problems they reported (must be 0).
 2. A legal hold on one subject, whose events are spread over the whole id range, placed ``--hold-after`` seconds
-   into the purge (or when 30% is gone, if the purge is faster): its events left when the hold was placed must
+   into the purge (or when four fifths are gone, if the purge is faster): its events left when the hold was placed must
    all survive, and verify must pass.
 3. ``manage.py purge_expired_audit`` in a child process, killed with SIGKILL mid-run, then run again: the
    AUDIT_PURGED totals must equal the purge records' totals, and verify must pass.
@@ -139,7 +139,7 @@ def hold_during_purge(args: argparse.Namespace, using: str) -> bool:
     total = args.events
     while thread.is_alive() and time.perf_counter() - started < args.hold_after:
         left = AuditEvent.objects.using(using).filter(event_type="ARTIFACT_ACCESSED").count()
-        if left < total * 0.7 and time.perf_counter() - started > 0.2:
+        if left < total * 0.2:  # a fast purge: place the hold while a fifth is still to go
             break
         time.sleep(0.05)
     placed_at = time.perf_counter() - started
@@ -192,7 +192,15 @@ def kill_9_mid_purge(args: argparse.Namespace, using: str, url: str) -> bool:
         os.kill(child.pid, signal.SIGKILL)
     child.wait()
     before = totals(using)
-    result = retention.purge_expired(using=using, batch_size=args.batch_size)
+    deadline = time.monotonic() + 60
+    while True:  # the killed client's server session lets go of the purge lock once the server notices
+        try:
+            result = retention.purge_expired(using=using, batch_size=args.batch_size)
+            break
+        except retention.LockBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     after = totals(using)
     report = integrity.verify(using=using, full=True)
     held = killed and after[0] == after[1] and report.ok

@@ -40,6 +40,7 @@ Ids are part of the public interface (runbooks and CI greps name them): never re
 ``observability_app.W041``  a worker port or Pushgateway is set without ``PROMETHEUS_MULTIPROC_DIR``
 ``observability_app.E070``  a compliance-browser setting (``ADMIN_COUNT_LIMIT``, ...) is not a positive integer
 ``observability_app.W070``  ``ADMIN_COUNT_LIMIT`` is so high that every changelist view may count that many rows
+``observability_app.E071``  ``ADMIN_TRACE_URL`` is not an http(s) URL template holding ``{trace_id}``
 ==========================  =============================================================================
 """
 
@@ -417,7 +418,32 @@ def check_admin_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id=_ID.format("W070"),
             )
         )
+    trace_url = values["ADMIN_TRACE_URL"]
+    if trace_url is not None and not _trace_url_ok(trace_url):
+        messages.append(
+            _error(
+                "E071",
+                f"OBSERVABILITY['ADMIN_TRACE_URL'] is {str(trace_url)[:200]!r}.",
+                "Use None, or an http(s) URL with {trace_id} where the trace id goes, such as"
+                " 'http://jaeger:16686/trace/{trace_id}'.",
+            )
+        )
     return messages
+
+
+def _trace_url_ok(value: Any) -> bool:
+    """An http(s) URL with a host, holding ``{trace_id}`` and no other ``{...}`` field."""
+    from string import Formatter
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or "{trace_id}" not in value or any(ch in value for ch in "\x00\r\n\t <>\"'"):
+        return False
+    try:
+        fields = {name for _text, name, _spec, _conv in Formatter().parse(value) if name is not None}
+        parts = urlsplit(value.replace("{trace_id}", "0"))
+    except ValueError:
+        return False
+    return fields == {"trace_id"} and parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 __all__ = ["DEFAULTS", "check_admin_settings", "check_middleware", "check_settings"]

@@ -76,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_COUNT_LIMIT": 10000,  # rows counted exactly; past this the changelist shows an estimate
     "ADMIN_MAX_PAGE_DEPTH": 1000000,  # rows a changelist page may start past; deeper pages ask for a filter
     "ADMIN_EXPORT_CHUNK_SIZE": 2000,  # rows fetched per round trip while an export streams
+    "ADMIN_TRACE_URL": None,  # tracing UI link for a trace id, e.g. "http://jaeger:16686/trace/{trace_id}"
     # Error tracking (docs/settings.md).
     "SENTRY_DSN": None,  # set: unhandled errors go to Sentry with the request's ids (extra [sentry])
     "SENTRY_SAMPLE_RATE": 1.0,  # share of error events sent
@@ -123,6 +124,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OBSERVABILITY_WORKER_HEARTBEAT_INTERVAL": "WORKER_HEARTBEAT_INTERVAL",
     "OBSERVABILITY_WORKER_PUSH_INTERVAL": "WORKER_PUSH_INTERVAL",
     "OBSERVABILITY_WORKER_BACKLOG_QUEUES": "WORKER_BACKLOG_QUEUES",  # comma-separated
+    "OBSERVABILITY_ADMIN_TRACE_URL": "ADMIN_TRACE_URL",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

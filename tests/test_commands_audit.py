@@ -34,8 +34,63 @@ def test_export_jsonl_and_csv_with_filters(tmp_path, capsys):
     target = tmp_path / "out.csv"
     call_command("export_audit", "--format", "csv", "--output", str(target))
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
-    assert len(rows) == 3
+    assert [row["event_type"] for row in rows] == ["ARTIFACT_ACCESSED"] * 2 + ["AUTH_LOGIN_FAILED"] + [
+        "AUDIT_EXPORTED"
+    ] * 2  # the two exports before this one are in the trail too
     assert all(not row["payload"].startswith("=") for row in rows)  # spreadsheet formulas are neutralized
+
+
+def test_every_export_is_recorded_with_who_which_filter_how_many_and_format(tmp_path, capsys):
+    audit.record("ARTIFACT_ACCESSED", ACCESS, correlation_id="c-1")
+    audit.record("ARTIFACT_ACCESSED", ACCESS, correlation_id="c-1")
+    audit.record("ARTIFACT_ACCESSED", ACCESS, correlation_id="c-2")
+    call_command("export_audit", "--correlation-id", "c-1", "--event-type", "ARTIFACT_ACCESSED")
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    target = tmp_path / "all.csv"
+    call_command("export_audit", "--format", "csv", "--output", str(target))
+    first, second = AuditEvent.objects.filter(event_type="AUDIT_EXPORTED").order_by("pk")
+    assert first.payload["count"] == 2 and first.payload["format"] == "jsonl" and first.payload["complete"] is True
+    assert first.payload["filter"] == {"event_types": ["ARTIFACT_ACCESSED"], "correlation_id": "c-1"}
+    assert first.source == "command" and first.actor == first.payload["exported_by"] != ""
+    assert second.payload["count"] == 4 and second.payload["format"] == "csv"  # three events and the first export
+    assert second.payload["filter"] == {}
+    assert audit.retention_for("AUDIT_EXPORTED") == 7 * 365
+
+
+def test_an_export_by_time_and_subject_records_those_options(capsys):
+    old = datetime(2025, 1, 1, tzinfo=UTC)
+    audit.record("ARTIFACT_ACCESSED", ACCESS, occurred_at=old)
+    audit.record("ARTIFACT_ACCESSED", ACCESS, occurred_at=old + timedelta(days=2))
+    audit.record("ARTIFACT_ACCESSED", {**ACCESS, "artifact_id": "b/other@2"}, occurred_at=old + timedelta(days=2))
+    since, until = (old + timedelta(days=1)).isoformat(), (old + timedelta(days=3)).isoformat()
+    call_command("export_audit", "--format", "csv", "--since", since, "--until", until, "--subject", "b/a@1")
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the header and one event
+    (exported,) = AuditEvent.objects.filter(event_type="AUDIT_EXPORTED")
+    assert exported.payload["filter"] == {"since": since, "until": until, "subject": "b/a@1"}
+    assert exported.payload["count"] == 1 and exported.payload["format"] == "csv"
+    assert exported.payload["exported_by"] == exported.actor and exported.source == "command"
+
+
+def test_refused_exports_record_nothing():
+    for args in (["--format", "xml"], ["--output", "/nonexistent-dir/out.jsonl"], ["--since", "never"]):
+        with pytest.raises(CommandError):
+            call_command("export_audit", *args)
+    assert not AuditEvent.objects.filter(event_type="AUDIT_EXPORTED").exists()
+
+
+def test_an_export_stopped_early_is_recorded_as_incomplete():
+    from observability_app.audit.export import recorded_export_lines
+
+    for n in range(5):
+        audit.record("ARTIFACT_ACCESSED", {**ACCESS, "version": str(n)})
+    lines = recorded_export_lines(
+        AuditEvent.objects.order_by("pk"), "jsonl", exported_by="ann", filters={"q": "x" * 100_000}, chunk_size=2
+    )
+    assert next(lines) and next(lines)
+    lines.close()  # the reader went away after two events
+    (event,) = AuditEvent.objects.filter(event_type="AUDIT_EXPORTED")
+    assert event.payload["complete"] is False and event.payload["count"] == 2 and event.actor == "ann"
+    assert len(event.payload["filter"]["q"]) < 600  # a huge filter is cut, never too large to record
 
 
 @pytest.mark.parametrize(

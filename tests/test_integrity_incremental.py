@@ -151,3 +151,18 @@ def test_the_command_says_which_mode_ran(capsys):
     assert "incremental run since verification" in out and "1 older seal(s) at random" in out
     call_command("verify_audit", "--full")
     assert "full run" in capsys.readouterr().out
+
+
+def test_a_failed_run_counts_in_the_metrics_through_the_signal_and_a_passing_one_does_not():
+    from observability_app.metrics.registry import REGISTRY
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("audit_verification_failures_total") or 0.0
+
+    ids = history(1)
+    before = failures()
+    assert integrity.verify().ok
+    assert failures() == before
+    tamper(ids[0])
+    assert not integrity.verify(full=True).ok
+    assert failures() == before + 1

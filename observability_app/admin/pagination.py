@@ -11,10 +11,11 @@ paginator:
   PostgreSQL, the planner's row estimate from ``EXPLAIN``; elsewhere "more than the limit";
 * fetches a deep page in two steps: first the page's primary keys (``SELECT id ... ORDER BY id DESC OFFSET k
   LIMIT n``, which the primary key index answers without reading table rows), then only those rows;
-* for a selection it counted exactly (so at most ``ADMIN_COUNT_LIMIT`` rows) ordered by primary key, reads all its
-  primary keys without ``ORDER BY`` and orders them here. With ``ORDER BY id DESC LIMIT n`` PostgreSQL tends to
-  walk the primary key index hoping to meet matches early; for a filter combined with a past date range they come
-  late (ids grow with time), and the walk reads most of the table (155 ms instead of 5 on 1,000,000 events).
+* for a selection it counted exactly (so at most ``ADMIN_COUNT_LIMIT`` rows) ordered by plain columns (the
+  changelist's ``occurred_at, id``), reads those columns of all its rows without ``ORDER BY`` and orders them
+  (PostgreSQL: in the database, over a materialized CTE of the selection; elsewhere here).
+  With ``ORDER BY ... LIMIT n`` PostgreSQL tends to walk the ordering's index hoping to meet matches early; for a
+  rare match they come late, and the walk reads most of the table (155 ms instead of 5 on 1,000,000 events).
 * refuses pages that start deeper than ``ADMIN_MAX_PAGE_DEPTH`` rows (:class:`PageTooDeep`), so no page view costs
   more than walking that many index entries.
 """
@@ -34,6 +35,21 @@ from ..conf import settings
 INVALID_PAGE = "That page number is not an integer"
 MIN_PAGE = "That page number is less than 1"
 NO_RESULTS = "That page contains no results"
+
+
+def _sorted_in_database(queryset: QuerySet, columns: int, descending: bool, offset: int, limit: int) -> list[tuple]:
+    """One page of ``queryset``'s rows sorted on all their columns, the selection read first through its own filter
+    (a ``MATERIALIZED`` CTE: the planner cannot turn it into a walk of the ordering's index) and sorted by the
+    database, so that only the page's rows travel (6,000 events of one subject: one round trip of 100 rows)."""
+    sql, params = queryset.query.sql_with_params()
+    direction = "DESC" if descending else "ASC"
+    order = ", ".join(f"{n} {direction}" for n in range(1, columns + 1))
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(
+            f"WITH selection AS MATERIALIZED ({sql}) SELECT * FROM selection ORDER BY {order} LIMIT %s OFFSET %s",
+            [*params, limit, offset],
+        )
+        return cursor.fetchall()
 
 
 class PageTooDeep(InvalidPage):
@@ -140,22 +156,34 @@ class EstimatedCountPaginator(Paginator):
             raise EmptyPage(NO_RESULTS)
         return number
 
-    def _pk_order(self) -> bool | None:
-        """True for newest first by primary key, False for oldest first, None for any other order."""
-        pk_names = {"pk", self.object_list.model._meta.pk.attname, self.object_list.model._meta.pk.name}
+    def _sort_fields(self) -> tuple[list[str], bool] | None:
+        """The ordering's column names (the primary key as ``pk``) and whether it is descending, when it is plain
+        columns all in one direction; None for any other order."""
+        meta = self.object_list.model._meta
+        pk_names = {"pk", meta.pk.attname, meta.pk.name}
         order = self.object_list.query.order_by
-        if len(order) != 1 or not isinstance(order[0], str):
+        if not order or not all(isinstance(name, str) for name in order):
             return None
-        name = order[0]
-        descending = name.startswith("-")
-        return descending if name.lstrip("-") in pk_names else None
+        directions = {name.startswith("-") for name in order}
+        names = [name.lstrip("-") for name in order]
+        if len(directions) != 1 or any("__" in name or name == "?" for name in names):
+            return None
+        return ["pk" if name in pk_names else name for name in names], directions.pop()
 
     def page_ids(self, offset: int) -> list[Any]:
         """The primary keys of the page that starts ``offset`` rows in, in the selection's order."""
-        descending = self._pk_order()
-        if self.count_is_exact and descending is not None:
-            ids = sorted(self.object_list.order_by().values_list("pk", flat=True), reverse=descending)
-            return ids[offset : offset + self.per_page]
+        sort = self._sort_fields()
+        if self.count_is_exact and sort is not None:
+            names, descending = sort
+            fields = names if "pk" in names else [*names, "pk"]
+            at = fields.index("pk")
+            unordered = self.object_list.order_by().values_list(*fields)
+            if connections[unordered.db].vendor == "postgresql":
+                return [
+                    row[at] for row in _sorted_in_database(unordered, len(fields), descending, offset, self.per_page)
+                ]
+            rows = sorted(unordered, reverse=descending)
+            return [row[at] for row in rows[offset : offset + self.per_page]]
         return list(self.object_list.values_list("pk", flat=True)[offset : offset + self.per_page])
 
     def page(self, number: Any) -> Any:

@@ -21,13 +21,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 
 TABLE = "observability_audit_event"
 GATE_SETTING = "observability_app.purge_gate"
 SQLITE_GATE_FUNCTION = "observability_purge_gate"
 
-__all__ = ["GATE_SETTING", "install_sqlite_function", "purge_gate"]
+__all__ = ["GATE_SETTING", "install_sqlite_function", "purge_gate", "snapshot"]
 
 
 def install_sqlite_function(connection: Any, **kwargs: Any) -> None:
@@ -66,3 +66,19 @@ def purge_gate(using: str = "default") -> Iterator[None]:
             yield
         finally:
             connection._observability_purge_gate = False
+
+
+@contextlib.contextmanager
+def snapshot(using: str, *, read_only: bool = True) -> Iterator[None]:
+    """One transaction that sees one snapshot: REPEATABLE READ on PostgreSQL, a single transaction on SQLite.
+
+    Inside a caller's transaction the caller's isolation stands (PostgreSQL cannot change it after a query).
+    """
+    connection = connections[using]
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(using=using):
+        if connection.vendor == "postgresql" and outermost:
+            with connection.cursor() as cursor:
+                mode = " READ ONLY" if read_only else ""
+                cursor.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{mode}")
+        yield

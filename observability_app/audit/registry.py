@@ -295,6 +295,14 @@ def _register_builtins() -> None:
         description="A legal hold was lifted.",
         **builtin,
     )
+    register(
+        "AUDIT_EXPORTED",
+        required={"exported_by": _STR, "filter": (dict,), "count": (int,), "format": _STR},
+        retention=7 * _YEAR,
+        subject_field="exported_by",
+        description="Audit events were exported (admin download or export_audit): who, which filter, how many, format.",
+        **builtin,
+    )
 
 
 _register_builtins()

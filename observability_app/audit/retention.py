@@ -41,11 +41,13 @@ from django.db.models.functions import Substr
 
 from . import registry
 from .db import purge_gate
+from .digests import LEAF, PurgeContext, leaf_ids, purge_digest, seal_signature_valid
 from .holds import HeldScope, active_scope
-from .integrity import LEAF, PurgeContext, content_mismatches, leaf_ids, purge_digest, seal, seal_signature_valid
 from .locks import LockBusy, database_now, exclusive, holds_serialized
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal
 from .recording import record
+from .sealing import seal
+from .verification import content_mismatches
 
 PURGE_LOCK = "observability_app.purge"
 __all__ = ["LockBusy", "PurgeResult", "TamperedTrail", "interrupted_runs", "last_purge", "plan", "purge_expired"]
@@ -388,7 +390,7 @@ def _delete_batch(
         by_seal = seals.group(removed)
         digests = seals.digests(by_seal)
         # The batch's distinct subjects go on its first record (signed with it): verification checks them against
-        # the legal holds in force at ``now`` (integrity.hold_problems).
+        # the legal holds in force at ``now`` (verification.hold_problems).
         batch_subjects = tuple(sorted({subject for subject in subjects or () if subject is not None}))
         for index, (seal_id, ids) in enumerate(by_seal.items()):
             blob = _big_endian(ids)

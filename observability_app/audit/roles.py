@@ -151,9 +151,14 @@ class Exposure:
         if self.superuser:
             lines.append(f"role {self.role} is a superuser: grants and triggers do not bind it")
         if self.owns:
-            lines.append(f"role {self.role} owns (or is a member of the owner of) {', '.join(self.owns)}")
+            where = "every audit table" if len(self.owns) == len(audit_tables()) else ", ".join(self.owns)
+            lines.append(f"role {self.role} owns (or is a member of the owner of) {where}")
+        by_privileges: dict[tuple[str, ...], list[str]] = {}
         for table, privileges in self.privileges.items():
-            lines.append(f"role {self.role} holds {', '.join(privileges)} on {table}")
+            by_privileges.setdefault(tuple(privileges), []).append(table)
+        for privileges, tables in by_privileges.items():
+            where = "every audit table" if len(tables) == len(audit_tables()) else ", ".join(tables)
+            lines.append(f"role {self.role} holds {', '.join(privileges)} on {where}")
         if self.purge_member:
             lines.append(f"role {self.role} is a member of the purge role: it may delete events with the gate open")
         return lines

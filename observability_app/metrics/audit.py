@@ -42,14 +42,22 @@ def _on_event_recorded(sender: Any, event_type: str = "", count: int = 1, **kwar
 
 def connect() -> None:
     from ..audit.recording import event_recorded
+    from ..audit.verification import verification_finished
 
     event_recorded.connect(_on_event_recorded, dispatch_uid="observability_app.metrics.audit")
+    verification_finished.connect(_on_verification_finished, dispatch_uid="observability_app.metrics.audit")
 
 
 def disconnect() -> None:
     from ..audit.recording import event_recorded
+    from ..audit.verification import verification_finished
 
     event_recorded.disconnect(dispatch_uid="observability_app.metrics.audit")
+    verification_finished.disconnect(dispatch_uid="observability_app.metrics.audit")
+
+
+def _on_verification_finished(sender: Any, report: Any = None, **kwargs: Any) -> None:
+    count_verification(len(getattr(report, "problems", ()) or ()))
 
 
 def count_verification(problems: int) -> None:

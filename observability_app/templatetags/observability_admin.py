@@ -24,12 +24,25 @@ def audit_date_hierarchy(cl: Any) -> dict[str, Any]:
 
 
 @register.simple_tag
-def audit_export_url(cl: Any, fmt: str) -> str:
-    """The export URL for format ``fmt`` carrying the changelist's current filters, search and dates."""
+def audit_export_url(cl: Any, fmt: str, selected: bool = False) -> str:
+    """The export URL for format ``fmt`` carrying the changelist's current filters, search and dates; with
+    ``selected``, the bare URL that the form of ticked events submits to."""
     opts = cl.opts
     name = f"admin:{opts.app_label}_{opts.model_name}_export"
     url = reverse(name, kwargs={"fmt": fmt}, current_app=cl.model_admin.admin_site.name)
-    return url + cl.get_query_string(remove=[PAGE_VAR])
+    return url if selected else url + cl.get_query_string(remove=[PAGE_VAR])
+
+
+@register.inclusion_tag("admin/observability_app/integrity_glance.html", takes_context=True)
+def audit_integrity_glance(context: Any) -> dict[str, Any]:
+    """The trail's integrity in words (:mod:`observability_app.admin.integrity`), for users who may view events."""
+    from ..admin.integrity import trail_integrity
+
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.has_perm("observability_app.view_auditevent"):
+        return {"integrity": None}
+    return {"integrity": trail_integrity()}
 
 
 @register.inclusion_tag("admin/observability_app/auditevent/pagination.html")

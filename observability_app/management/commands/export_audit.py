@@ -1,8 +1,14 @@
 """``manage.py export_audit``: stream audit events as JSON Lines or CSV, with constant memory.
-Serialization: :mod:`observability_app.audit.export`."""
+Serialization: :mod:`observability_app.audit.export`.
+
+Each run records an AUDIT_EXPORTED event (the operating-system user, the filter options, how many events, the
+format) when it ends, also when the reader of stdout went away early.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import os
 import sys
 
@@ -10,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ...audit import registry
 from ...audit.exceptions import UnknownEventType
-from ...audit.export import FORMATS, export_lines
+from ...audit.export import FORMATS, recorded_export_lines
 from ...audit.models import AuditEvent
 from ._options import parse_when
 
@@ -49,20 +55,41 @@ class Command(BaseCommand):
                 if len(options[option]) > 255:
                     raise CommandError(f"--{option.replace('_', '-')} is at most 255 characters")
                 queryset = queryset.filter(**{column: options[option]})
-        lines = export_lines(queryset, options["format"])
-        if not options["output"]:
+        filters = {
+            name: options[name]
+            for name in ("event_types", "since", "until", "subject", "correlation_id")
+            if options[name] is not None
+        }
+        if options["output"]:
             try:
-                sys.stdout.writelines(lines)
-                sys.stdout.flush()
-            except BrokenPipeError:  # the reader (head, less) went away: stop quietly, like any Unix filter
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                stream = open(options["output"], "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+            except OSError as exc:
+                raise CommandError(f"cannot write --output {options['output']!r}: {exc.strerror}") from None
+        lines = recorded_export_lines(
+            queryset, options["format"], exported_by=_os_user(), filters=filters, source="command"
+        )
+        if not options["output"]:
+            with contextlib.closing(lines):  # closing records the export, however it ended
+                try:
+                    sys.stdout.writelines(lines)
+                    sys.stdout.flush()
+                except BrokenPipeError:  # the reader (head, less) went away: stop quietly, like any Unix filter
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return
+        count = 0
         try:
-            with open(options["output"], "w", encoding="utf-8", newline="") as stream:
-                count = 0
+            with stream, contextlib.closing(lines):
                 for line in lines:
                     stream.write(line)
                     count += 1
         except OSError as exc:
             raise CommandError(f"cannot write --output {options['output']!r}: {exc.strerror}") from None
         self.stderr.write(f"wrote {count} line(s) to {options['output']}")
+
+
+def _os_user() -> str:
+    """Who ran the command: the operating-system user ("unknown" when the system cannot say)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return "unknown"
