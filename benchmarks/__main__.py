@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("audit", "middleware", "metrics", "retention", "admin")
+MODULES = ("audit", "middleware", "metrics", "retention", "admin", "jobs")
 
 
 def main() -> int:

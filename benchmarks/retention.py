@@ -87,6 +87,20 @@ class Writer(threading.Thread):
             connections[self.using].close()
 
 
+def reset_trail(using: str) -> None:
+    """Empty every audit table of a benchmark database of its own (the append-only triggers off for it)."""
+    from django.db import connections
+
+    with connections[using].cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute(
+            "TRUNCATE observability_audit_purge_record, observability_audit_seal, observability_audit_verification,"
+            " observability_legal_hold_release, observability_legal_hold, observability_audit_event"
+            " RESTART IDENTITY CASCADE"
+        )
+        cursor.execute("SET session_replication_role = origin")
+
+
 def load(n: int, using: str) -> float:
     from observability_app import audit
 
@@ -144,14 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     using = "postgres"
     connection = connections[using]
     call_command("migrate", database=using, verbosity=0)
-    with connection.cursor() as cursor:  # a benchmark database of its own: switch the append-only triggers off
-        cursor.execute("SET session_replication_role = replica")
-        cursor.execute(
-            "TRUNCATE observability_audit_purge_record, observability_audit_seal, observability_audit_verification,"
-            " observability_legal_hold_release, observability_legal_hold, observability_audit_event"
-            " RESTART IDENTITY CASCADE"
-        )
-        cursor.execute("SET session_replication_role = origin")
+    reset_trail(using)
     loaded = load(args.events, using)
     started = time.perf_counter()
     # Sealed as they would have been when they were written, years ago: a seal's (signed) time is what lets the

@@ -36,17 +36,11 @@ def fresh_trail(n: int, using: str) -> None:
     """N expired events (one in 100 about ``HELD``), 2,000 recent ones, sealed as when they were written."""
     from django.db import connections
 
+    from benchmarks.retention import reset_trail
     from observability_app import audit
     from observability_app.audit import integrity
 
-    with connections[using].cursor() as cursor:  # a database of its own: the append-only triggers off to reset
-        cursor.execute("SET session_replication_role = replica")
-        cursor.execute(
-            "TRUNCATE observability_audit_purge_record, observability_audit_seal, observability_audit_verification,"
-            " observability_legal_hold_release, observability_legal_hold, observability_audit_event"
-            " RESTART IDENTITY CASCADE"
-        )
-        cursor.execute("SET session_replication_role = origin")
+    reset_trail(using)
     old = datetime.now(UTC) - timedelta(days=3 * 365)
 
     def rows(start: int, count: int):

@@ -66,6 +66,12 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+    import django
+
+    if django.VERSION >= (5, 1):
+        # Writers take the lock when their transaction begins and wait for it (timeout above): a read that later
+        # writes (the scan) would otherwise fail at once with "database is locked" beside a second worker process.
+        DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, for the test database: threads in the concurrency tests share it like processes would.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
@@ -92,3 +98,19 @@ OBSERVABILITY = {
 
 # JSON lines on stdout; OBSERVABILITY_LOG_LEVEL sets the level, EXAMPLE_ACCESS_LOG sends access lines to a file.
 LOGGING = logging_config(access_log=os.environ.get("EXAMPLE_ACCESS_LOG"))
+
+# Background work: the safety scan runs as a Celery task (example_project/celery.py) on the local Redis.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A request must not hang on a broker that is down: publishing gives up after about a second.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
+#: EXAMPLE_SCAN_ON_UPLOAD=1 (set by `make run`): every upload enqueues its safety scan once committed.
+BUCKET_SCAN_ON_UPLOAD = os.environ.get("EXAMPLE_SCAN_ON_UPLOAD", "0") == "1"
+#: EXAMPLE_FAULT_INJECTION=1: `X-Simulate-Transient-Failures: N` makes the scan task's first N attempts fail.
+BUCKET_FAULT_INJECTION = os.environ.get("EXAMPLE_FAULT_INJECTION", "0") == "1"
+OBSERVABILITY["CELERY_APP"] = "example_project.celery.app"

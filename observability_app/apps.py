@@ -31,30 +31,14 @@ class ObservabilityConfig(AppConfig):
             if settings.AUDIT_CAPTURE_ADMIN_ACTIONS:
                 receivers.connect_admin_log()
         self._connect_optional()
-        self._connect_integrations(settings)
-
-    def _connect_integrations(self, settings) -> None:
-        """Sentry and the OTLP metrics push, when configured; a missing extra stops start-up with the pip line."""
-        if settings.SENTRY_DSN:
-            from .integrations import sentry
-
-            sentry.setup()
-        if settings.METRICS_OTLP_ENDPOINT:
-            from .integrations import otlp_metrics
-
-            otlp_metrics.setup()
 
     def _connect_optional(self) -> None:
-        """Metrics and tracing set themselves up here when their modules exist and are enabled."""
-        from importlib import import_module
+        """Metrics, tracing and the integrations the settings name (Celery, Sentry) set themselves up when enabled.
 
-        for module_name in ("observability_app.metrics", "observability_app.tracing"):
-            try:
-                module = import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                continue
-            setup = getattr(module, "setup", None)
-            if setup is not None:
-                setup()
+        Tracing first: the Celery integration orders its handlers around the Celery instrumentation's.
+        """
+        from . import integrations, metrics, tracing
+
+        metrics.setup()
+        tracing.setup()
+        integrations.setup()

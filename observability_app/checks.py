@@ -31,6 +31,14 @@ Ids are part of the public interface (runbooks and CI greps name them): never re
 ``observability_app.E038``  ``QueueCheck`` is listed but ``HEALTH_QUEUE_URL`` is not set
 ``observability_app.W030``  /metrics is open to anyone in a production environment (no token, no allowlist)
 ``observability_app.W031``  ``HEALTH_CHECK_TIMEOUT`` is above 5 s: orchestrators' probes time out first
+``observability_app.E040``  ``WORKER_METRICS_PORT`` is not a port number
+``observability_app.E041``  ``WORKER_PUSHGATEWAY_URL`` is not an http(s) URL with a host
+``observability_app.E042``  a worker interval (``WORKER_HEARTBEAT_INTERVAL``, ...) is not a number of seconds above 0
+``observability_app.E043``  ``TRACE_SAMPLE_RATES`` or ``TRACE_SAMPLING_RULES`` holds an entry that is not valid
+``observability_app.E044``  ``CELERY_APP`` cannot be imported, is not a Celery app, or Celery is not installed
+``observability_app.E045``  ``WORKER_BACKLOG_QUEUES`` is not None or a list of queue names
+``observability_app.W040``  tracing is on but an installed library (psycopg, redis, ...) has no instrumentation
+``observability_app.W041``  a worker port or Pushgateway is set without ``PROMETHEUS_MULTIPROC_DIR``
 ``observability_app.E070``  a compliance-browser setting (``ADMIN_COUNT_LIMIT``, ...) is not a positive integer
 ``observability_app.W070``  ``ADMIN_COUNT_LIMIT`` is so high that every changelist view may count that many rows
 ``observability_app.E071``  ``ADMIN_TRACE_URL`` is not an http(s) URL template holding ``{trace_id}``
@@ -442,6 +450,115 @@ def _trace_url_ok(value: Any) -> bool:
 
 
 __all__ = ["DEFAULTS", "check_admin_settings", "check_middleware", "check_settings"]
+
+
+# Background work: the Celery integration, worker probes and metrics, trace sampling (ids E040-E049, W040-W049).
+_WORKER_SECONDS = ("WORKER_PUSH_INTERVAL", "WORKER_HEARTBEAT_INTERVAL", "WORKER_HEARTBEAT_MAX_AGE")
+
+
+@register(Tags.compatibility)
+def check_background_work(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Settings of the worker's port, Pushgateway, heartbeat, the Celery app and the sampling tables."""
+    import os
+    from urllib.parse import urlsplit
+
+    from . import tracing
+    from .worker import port_setting
+
+    raw = getattr(django_settings, "OBSERVABILITY", {})
+    if not isinstance(raw, dict):
+        return []  # E001
+    values = build_settings(raw).values
+    messages: list[Any] = []
+    try:
+        port = port_setting(values["WORKER_METRICS_PORT"])
+    except ValueError as exc:
+        port = None
+        messages.append(_error("E040", f"{exc}.", "Use a port such as 9100, or None for no port."))
+    push = values["WORKER_PUSHGATEWAY_URL"]
+    if push is not None:
+        parts = urlsplit(push) if isinstance(push, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            messages.append(
+                _error("E041", f"OBSERVABILITY['WORKER_PUSHGATEWAY_URL'] is {push!r}.", "Use http://host:9091.")
+            )
+    for key in _WORKER_SECONDS:
+        value = values[key]
+        try:
+            number = float(value) if not isinstance(value, bool) else 0.0
+        except (TypeError, ValueError):
+            number = 0.0
+        if not 0 < number < float("inf"):
+            messages.append(_error("E042", f"OBSERVABILITY[{key!r}] is {value!r}.", "Use a number of seconds above 0."))
+    rates = values["TRACE_SAMPLE_RATES"]
+    if not isinstance(rates, dict) or not all(
+        isinstance(name, str) and tracing._is_rate(rate) for name, rate in rates.items()
+    ):
+        messages.append(
+            _error("E043", f"OBSERVABILITY['TRACE_SAMPLE_RATES'] is {rates!r}.", 'Use {"production": 0.05, ...}.')
+        )
+    rules = values["TRACE_SAMPLING_RULES"]
+    if not isinstance(rules, list | tuple) or len(tracing.sampling_rules(rules)) != len(rules):
+        messages.append(
+            _error(
+                "E043",
+                f"OBSERVABILITY['TRACE_SAMPLING_RULES'] is {rules!r}.",
+                'Use a list of {"path": "/prefix/", "rate": 0..1}.',
+            )
+        )
+    queues = values["WORKER_BACKLOG_QUEUES"]
+    if isinstance(queues, str):  # from the environment: comma-separated
+        queues = [name.strip() for name in queues.split(",") if name.strip()]
+    if queues is not None and (
+        not isinstance(queues, list | tuple) or not all(isinstance(q, str) and 0 < len(q) <= 255 for q in queues)
+    ):
+        messages.append(
+            _error("E045", f"OBSERVABILITY['WORKER_BACKLOG_QUEUES'] is {queues!r}.", "Use a list of names.")
+        )
+    if values["CELERY_APP"] is not None:
+        messages.extend(_check_celery_app(values["CELERY_APP"]))
+    if values["TRACING_ENABLED"] is True or tracing.active():
+        missing = tracing.missing_instrumentations()
+        if missing:
+            messages.append(
+                Warning(
+                    f"Tracing is on but {', '.join(missing)} has no OpenTelemetry instrumentation installed: its"
+                    " calls make no spans.",
+                    hint="pip install 'observability_app[tracing]' (and [celery] for Celery).",
+                    id=_ID.format("W040"),
+                )
+            )
+    if (port is not None or push) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        messages.append(
+            Warning(
+                "A worker metrics port or Pushgateway is set but PROMETHEUS_MULTIPROC_DIR is not: the counts of"
+                " prefork pool children never reach the worker's exposition.",
+                hint="Export PROMETHEUS_MULTIPROC_DIR (one empty directory per worker) before the worker starts, or"
+                " run the pool with --pool=threads/solo.",
+                id=_ID.format("W041"),
+            )
+        )
+    return messages
+
+
+def _check_celery_app(path: Any) -> list[Any]:
+    from django.utils.module_loading import import_string
+
+    if not isinstance(path, str) or not path:
+        return [_error("E044", f"OBSERVABILITY['CELERY_APP'] is {path!r}.", "Use 'project.celery.app'.")]
+    try:
+        from celery import Celery
+    except ImportError:
+        return [
+            _error("E044", "CELERY_APP is set but Celery is not installed.", "pip install 'observability_app[celery]'.")
+        ]
+    try:
+        app = import_string(path)
+    except ImportError as exc:
+        return [_error("E044", f"CELERY_APP {path!r} cannot be imported ({exc}).", "Fix the dotted path.")]
+    if not isinstance(app, Celery):
+        return [_error("E044", f"CELERY_APP {path!r} is a {type(app).__name__}, not a Celery app.", "Name the app.")]
+    return []
 
 
 @register(Tags.database)

@@ -83,6 +83,18 @@ DEFAULTS: dict[str, Any] = {
     # Error tracking (docs/settings.md).
     "SENTRY_DSN": None,  # set: unhandled errors go to Sentry with the request's ids (extra [sentry])
     "SENTRY_SAMPLE_RATE": 1.0,  # share of error events sent
+    # Background work (Celery integration, worker probes and metrics; docs/workers.md).
+    "CELERY_APP": None,  # dotted path of the project's Celery app: the integration installs itself in ready()
+    "TRACE_SAMPLE_RATES": {"production": 0.05, "staging": 0.25},  # by ENVIRONMENT, when TRACE_SAMPLE_RATE is unset
+    "TRACE_SAMPLING_RULES": [],  # [{"path": "/api/v1/buckets/", "rate": 0.5}]: new traces, first prefix match wins
+    "WORKER_METRICS_PORT": None,  # port a worker serves /metrics, /health/live, /health/ready on; None: no port
+    "WORKER_METRICS_ADDRESS": "0.0.0.0",  # address that port listens on
+    "WORKER_PUSHGATEWAY_URL": None,  # http(s)://pushgateway:9091: push the worker's metrics when pull is blocked
+    "WORKER_PUSH_INTERVAL": 15.0,  # seconds between pushes
+    "WORKER_HEARTBEAT_INTERVAL": 5.0,  # seconds between heartbeats of the worker's consumer loop
+    "WORKER_HEARTBEAT_MAX_AGE": 30.0,  # liveness fails when the last heartbeat is older than this
+    "WORKER_STATE_FILE": None,  # where the heartbeat is written for `manage.py worker_probe`; None: temp dir
+    "WORKER_BACKLOG_QUEUES": None,  # queue names whose depth the worker reports; None: the queues it consumes
 }
 
 #: Environment variables read on top of the settings dict: variable -> (key, parser name).
@@ -111,6 +123,13 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OBSERVABILITY_SENTRY_DSN": "SENTRY_DSN",
     "SENTRY_DSN": "SENTRY_DSN",
     "OBSERVABILITY_SENTRY_SAMPLE_RATE": "SENTRY_SAMPLE_RATE",
+    "OBSERVABILITY_WORKER_METRICS_PORT": "WORKER_METRICS_PORT",
+    "OBSERVABILITY_WORKER_PUSHGATEWAY_URL": "WORKER_PUSHGATEWAY_URL",
+    "OBSERVABILITY_WORKER_STATE_FILE": "WORKER_STATE_FILE",
+    "OBSERVABILITY_WORKER_HEARTBEAT_MAX_AGE": "WORKER_HEARTBEAT_MAX_AGE",
+    "OBSERVABILITY_WORKER_HEARTBEAT_INTERVAL": "WORKER_HEARTBEAT_INTERVAL",
+    "OBSERVABILITY_WORKER_PUSH_INTERVAL": "WORKER_PUSH_INTERVAL",
+    "OBSERVABILITY_WORKER_BACKLOG_QUEUES": "WORKER_BACKLOG_QUEUES",  # comma-separated
     "OBSERVABILITY_ADMIN_TRACE_URL": "ADMIN_TRACE_URL",
 }
 

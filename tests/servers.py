@@ -92,18 +92,26 @@ def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def child_database_url() -> str:
+    """The URL a child process (manage.py, gunicorn) uses to reach this test's own database."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    if connection.vendor != "postgresql":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or "postgres"
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+
+
 @pytest.fixture
 def server_database(request: pytest.FixtureRequest, tmp_path: Path, transactional_db: None) -> ServerDatabase:
     from django.db import connection
 
     if connection.vendor == "postgresql":
-        settings = connection.settings_dict
-        user = settings.get("USER") or "postgres"
-        password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
-        host = settings.get("HOST") or "127.0.0.1"
-        port = settings.get("PORT") or 5432
-        url = f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
-        return ServerDatabase(url, "postgresql")
+        return ServerDatabase(child_database_url(), "postgresql")
     template = request.getfixturevalue("_migrated_sqlite")
     path = tmp_path / "server.sqlite3"
     shutil.copyfile(template, path)

@@ -11,13 +11,13 @@ import time
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 from django.test import override_settings
 
 from observability_app import audit
 from observability_app.audit import integrity
 from observability_app.audit.models import AuditSeal
 from tests.attacker import triggers_off
+from tests.servers import child_database_url
 
 ACCESS = {"artifact_id": "b/a@1", "version": "1", "reader": "r", "purpose": "p"}
 
@@ -75,13 +75,7 @@ def test_seal_audit_exits_1_and_seals_nothing_when_the_chain_lost_its_checkpoint
 
 
 def _child_env() -> dict[str, str]:
-    settings = connection.settings_dict
-    if connection.vendor == "postgresql":
-        host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
-        url = f"postgres://{settings['USER']}@{host}:{port}/{settings['NAME']}"
-    else:
-        url = f"sqlite:///{settings['NAME']}"
-    return {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "example_project.settings"}
+    return {**os.environ, "DATABASE_URL": child_database_url(), "DJANGO_SETTINGS_MODULE": "example_project.settings"}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "docs" / "prometheus"
-RULE_FILES = (PROMETHEUS_DIR / "alerts.yml", PROMETHEUS_DIR / "slo.yml")
+RULE_FILES = tuple(sorted(PROMETHEUS_DIR.glob("*.yml")))  # alerts.yml, slo.yml, workers.yml, ...
 TEST_FILES = tuple(sorted((PROMETHEUS_DIR / "tests").glob("*.yml")))
 RUNBOOKS = ROOT / "docs" / "runbooks"
 SEVERITIES = {"page", "ticket"}
@@ -40,6 +40,12 @@ REQUIRED_ALERTS = {
     "AvailabilitySLOBurnRateTicket",
     "WriteLatencySLOBurnRatePage",
     "WriteLatencySLOBurnRateTicket",
+    # Background work (issue 12): docs/prometheus/workers.yml
+    "JobFailureSurge",
+    "JobRetrySurge",
+    "JobDeadLetterGrowth",
+    "JobBacklogOverSLA",
+    "WorkerTargetAbsent",
 }
 
 

@@ -271,20 +271,26 @@ def _expired_accesses(count: int) -> None:
     )
 
 
+def _dies_after(batches: int):
+    """``_delete_batch`` that lets ``batches`` batches (that removed something) commit, then dies as a signal
+    would take the process."""
+    real, done = retention._delete_batch, []
+
+    def batch(*args, **kwargs):
+        if len(done) == batches:
+            raise KeyboardInterrupt
+        removed = real(*args, **kwargs)
+        if removed:
+            done.append(len(removed))
+        return removed
+
+    return batch
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_run_that_dies_between_batches_is_accounted_for_by_the_next_run(monkeypatch, capsys):
     _expired_accesses(10)
-    real, calls = retention._delete_batch, []
-
-    def dies_after_two(*args, **kwargs):
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the process goes, mid-run, as a signal would take it
-        removed = real(*args, **kwargs)
-        if removed:
-            calls.append(len(removed))
-        return removed
-
-    monkeypatch.setattr(retention, "_delete_batch", dies_after_two)
+    monkeypatch.setattr(retention, "_delete_batch", _dies_after(2))
     with pytest.raises(KeyboardInterrupt):
         retention.purge_expired(now=NOW, batch_size=3)
     monkeypatch.undo()
@@ -306,18 +312,7 @@ def test_a_run_that_dies_between_batches_is_accounted_for_by_the_next_run(monkey
 @pytest.mark.django_db(transaction=True)
 def test_a_dry_run_names_an_interrupted_run_and_records_nothing(monkeypatch, capsys):
     _expired_accesses(4)
-    real = retention._delete_batch
-    calls = []
-
-    def dies_after_one(*args, **kwargs):
-        if calls:
-            raise KeyboardInterrupt
-        removed = real(*args, **kwargs)
-        if removed:
-            calls.append(len(removed))
-        return removed
-
-    monkeypatch.setattr(retention, "_delete_batch", dies_after_one)
+    monkeypatch.setattr(retention, "_delete_batch", _dies_after(1))
     with pytest.raises(KeyboardInterrupt):
         retention.purge_expired(now=NOW, batch_size=2)
     monkeypatch.undo()
@@ -337,13 +332,9 @@ def test_kill_9_mid_purge_then_a_rerun_leaves_the_totals_equal_and_the_trail_ver
     from observability_app.audit.models import AuditPurgeRecord
 
     _expired_accesses(6000)
-    settings = connection.settings_dict
-    if connection.vendor == "postgresql":
-        host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
-        url = f"postgres://{settings['USER']}@{host}:{port}/{settings['NAME']}"
-    else:
-        url = f"sqlite:///{settings['NAME']}"
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "example_project.settings"}
+    from tests.servers import child_database_url
+
+    env = {**os.environ, "DATABASE_URL": child_database_url(), "DJANGO_SETTINGS_MODULE": "example_project.settings"}
     child = subprocess.Popen(
         [sys.executable, "manage.py", "purge_expired_audit", "--batch-size", "20", "--now", NOW.isoformat()],
         env=env,

@@ -184,7 +184,9 @@ def test_console_export(settings, capsys, db):
         Client().get("/api/v1/buckets/c/artifacts/m/1", HTTP_TRACEPARENT=f"00-{TRACE_ID}-{PARENT_ID}-01")
     finally:
         tracing.shutdown()
-    assert f"0x{TRACE_ID}" in capsys.readouterr().out
+    spans = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"name"')]
+    assert spans and all(span["context"]["trace_id"] == f"0x{TRACE_ID}" for span in spans)  # one per line
+    assert "SpanKind.SERVER" in {span["kind"] for span in spans}
 
 
 def test_the_otel_middleware_on_top_is_not_reported(traced):
@@ -197,6 +199,108 @@ def test_the_otel_middleware_on_top_is_not_reported(traced):
 
 def test_current_trace_ids_outside_a_span():
     assert tracing.current_trace_ids() == ("", "")
+
+
+# -- outbound HTTP: the caller's own traceparent ------------------------------------------------------------------
+
+
+class _HeaderEcho(BaseHTTPRequestHandler):
+    """Records the ``traceparent`` each request arrives with (what the service called would continue)."""
+
+    received: list[str | None] = []
+
+    def do_GET(self) -> None:
+        type(self).received.append(self.headers.get("traceparent"))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _send_with(client: str, url: str, headers: dict[str, str]) -> None:
+    import asyncio
+    import urllib.request
+
+    import httpx
+    import requests
+
+    if client == "urllib":
+        urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10).close()
+    elif client == "requests":
+        requests.get(url, headers=headers, timeout=10).close()
+    elif client == "httpx":
+        with httpx.Client() as session:
+            session.get(url, headers=headers, timeout=10)
+    else:
+
+        async def fetch() -> None:
+            async with httpx.AsyncClient() as session:
+                await session.get(url, headers=headers, timeout=10)
+
+        asyncio.run(fetch())
+
+
+CLIENTS = ("urllib", "requests", "httpx", "httpx-async")
+
+
+@pytest.fixture
+def echo():
+    _HeaderEcho.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HeaderEcho)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/called"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_outgoing_request_carrying_its_own_traceparent_continues_that_trace(traced, echo, client):
+    """With no span current, the client span continues the request's own ``traceparent``: the instrumentation used
+    to start a new trace and overwrite the header, so the service called (and Sentry, its logs, its audit events)
+    saw a trace nobody had asked for."""
+    exporter = traced()
+    _send_with(client, echo, {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "tracestate": "vendor=1"})
+    (received,) = _HeaderEcho.received
+    (span,) = [span for span in exporter.get_finished_spans() if span.kind.name == "CLIENT"]
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert format(span.parent.span_id, "016x") == PARENT_ID and span.parent.is_remote
+    assert received == f"00-{TRACE_ID}-{format(span.context.span_id, '016x')}-01"
+    assert span.context.trace_state.get("vendor") == "1"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_current_span_still_wins_and_a_bare_request_starts_a_trace(traced, echo, client):
+    exporter = traced()
+    tracer = tracing.provider().get_tracer("tests")
+    with tracer.start_as_current_span("the caller's work") as current:
+        _send_with(client, echo, {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    _send_with(client, echo, {})
+    current_trace = format(current.get_span_context().trace_id, "032x")
+    first, bare = _HeaderEcho.received
+    assert first.split("-")[1] == current_trace != TRACE_ID
+    assert bare is not None and bare.split("-")[1] not in (current_trace, TRACE_ID)
+    clients = [span for span in exporter.get_finished_spans() if span.kind.name == "CLIENT"]
+    assert clients[0].parent.span_id == current.get_span_context().span_id and clients[1].parent is None
+
+
+def test_shutdown_gives_the_clients_their_own_send_methods_back(settings):
+    import urllib.request
+
+    import httpx
+    import requests
+
+    owners = ((urllib.request.OpenerDirector, "open"), (requests.Session, "send"), (httpx.Client, "send"))
+    owners += ((httpx.AsyncClient, "send"),)
+    before = [owner.__dict__[method] for owner, method in owners]
+    settings.OBSERVABILITY = {**settings.OBSERVABILITY, "TRACING_ENABLED": True, "TRACE_EXPORTER": "none"}
+    for _ in range(2):  # installed twice: wrapped once
+        tracing.install(tracing.resolve())
+    wrapped = [owner.__dict__[method] for owner, method in owners]
+    assert all(getattr(method, "_observability_caller_context", False) for method in wrapped)
+    assert "opentelemetry_instrumentation_urllib_applied" not in vars(wrapped[0])  # theirs stays theirs
+    tracing.shutdown()
+    assert [owner.__dict__[method] for owner, method in owners] == before
 
 
 # -- gunicorn, preloaded app, OTLP/HTTP export ------------------------------------------------------------------------
@@ -218,6 +322,9 @@ class _Collector(BaseHTTPRequestHandler):
         pass
 
 
+SERVER_KIND, PRODUCER_KIND, CONSUMER_KIND, CLIENT_KIND = 2, 4, 5, 3  # OTLP's Span.SpanKind values
+
+
 def _exported_spans() -> list[dict]:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -231,6 +338,8 @@ def _exported_spans() -> list[dict]:
                 for span in scope_spans.spans:
                     spans.append(
                         {
+                            "name": span.name,
+                            "kind": span.kind,
                             "trace_id": span.trace_id.hex(),
                             "parent_span_id": span.parent_span_id.hex(),
                             "span_id": span.span_id.hex(),
@@ -298,7 +407,7 @@ def test_gunicorn_workers_forked_from_a_preloaded_master_export_over_otlp(server
                     break
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                exported = {span["trace_id"]: span for span in _exported_spans()}
+                exported = {span["trace_id"]: span for span in _exported_spans() if span["kind"] == SERVER_KIND}
                 if set(traces) <= set(exported):
                     break
                 time.sleep(0.2)
@@ -317,7 +426,8 @@ def test_gunicorn_workers_forked_from_a_preloaded_master_export_over_otlp(server
             (correlation_id, "ARTIFACT_CREATED"),
         )
         assert rows == [(trace_id, span["span_id"])]
-    assert sorted(span["trace_id"] for span in _exported_spans() if span["trace_id"] in traces) == sorted(traces)
+    server_spans = [span for span in _exported_spans() if span["kind"] == SERVER_KIND]
+    assert sorted(span["trace_id"] for span in server_spans if span["trace_id"] in traces) == sorted(traces)
 
 
 def test_tracing_on_by_the_standard_variable_alone_puts_the_trace_id_in_the_access_line(monkeypatch, db):
@@ -369,3 +479,156 @@ def test_the_trace_id_reaches_the_access_line_and_every_log_line_of_the_request(
     access = [line for line in lines if line["logger"] == "observability_app.access"]
     assert len(access) == 1 and access[0]["trace_id"] == TRACE_ID and len(access[0]["span_id"]) == 16
     assert all(line["trace_id"] == TRACE_ID for line in lines if line["correlation_id"] == "corr-trace")
+
+
+# -- past the inbound span: SQL, Celery publish and run, the scan, under one trace ----------------------------------
+
+
+@pytest.mark.gunicorn
+def test_one_upload_traces_its_sql_the_celery_publish_and_the_task_run(server_database, tmp_path):
+    from tests.celery_worker import BROKER_URL, CeleryWorker
+
+    _Collector.received = []
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    env = {
+        "OBSERVABILITY_TRACING_ENABLED": "1",
+        "OBSERVABILITY_TRACE_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    web_env = {**env, "EXAMPLE_SCAN_ON_UPLOAD": "1", "CELERY_BROKER_URL": BROKER_URL}
+    trace_id = "5" * 8 + TRACE_ID[8:]
+    try:
+        with (
+            CeleryWorker(server_database.url, tmp_path / "worker", env=env) as worker,
+            GunicornServer(server_database.url, tmp_path / "web", workers=1, env=web_env) as web,
+        ):
+            body = b"traced past the request"
+            answer = http(
+                web.url("/api/v1/buckets/traced/artifacts/model/1"),
+                method="PUT",
+                data=body,
+                headers={
+                    "X-Content-Digest": _digest(body),
+                    "traceparent": f"00-{trace_id}-{PARENT_ID}-01",
+                    "X-Correlation-Id": "traced-upload",
+                },
+            )
+            assert answer.status == 201
+
+            def complete():
+                spans = [span for span in _exported_spans() if span["trace_id"] == trace_id]
+                names = {span["name"] for span in spans}
+                wanted = {"bucket.safety_scan", "run/bucket.scan_artifact", "apply_async/bucket.scan_artifact"}
+                return spans if wanted <= names else None
+
+            spans = worker.wait_for(complete, timeout=60, what="the task's spans at the collector")
+            job_line = worker.wait_for(lambda: worker.job_lines(), what="the task's line")[0]
+    finally:
+        collector.shutdown()
+    by_kind: dict[int, list[dict]] = {}
+    for span in spans:
+        by_kind.setdefault(span["kind"], []).append(span)
+    (request_span,) = by_kind[SERVER_KIND]
+    assert request_span["parent_span_id"] == PARENT_ID
+    assert request_span["resource"]["service.name"] == "artifact-bucket"
+    sql = [span for span in by_kind[CLIENT_KIND] if span["attributes"].get("db.system") in ("sqlite", "postgresql")]
+    assert sql, sorted(span["name"] for span in spans)
+    assert any(span["parent_span_id"] == request_span["span_id"] for span in sql)  # the request's own queries
+    (publish,) = by_kind[PRODUCER_KIND]
+    (run,) = by_kind[CONSUMER_KIND]
+    assert run["parent_span_id"] == publish["span_id"]
+    (scan,) = [span for span in spans if span["name"] == "bucket.safety_scan"]
+    assert scan["parent_span_id"] == run["span_id"]
+    assert any(span["parent_span_id"] == scan["span_id"] for span in sql)  # the worker's queries, under the scan
+    # The task's line and its audit event are in the same trace.
+    assert job_line["trace_id"] == trace_id and job_line["correlation_id"] == "traced-upload"
+    rows = server_database.query(
+        "SELECT trace_id, correlation_id, source FROM observability_audit_event WHERE event_type = %s",
+        ("SAFETY_DECISION_RECORDED",),
+    )
+    assert rows == [(trace_id, "traced-upload", "worker")]
+
+
+# -- sampling per environment and per kind of endpoint ------------------------------------------------------------
+
+
+def test_default_rate_depends_on_the_environment_and_the_setting_wins():
+    for environment, rate in (("production", 0.05), ("staging", 0.25), ("development", 1.0), ("ci", 1.0)):
+        assert tracing.resolve(build_settings({"ENVIRONMENT": environment}, {}), {}).sample_rate == rate
+    explicit = build_settings({"ENVIRONMENT": "production", "TRACE_SAMPLE_RATE": 0.5}, {})
+    assert tracing.resolve(explicit, {}).sample_rate == 0.5
+    env = {"OBSERVABILITY_TRACE_SAMPLE_RATE": "0.2"}
+    assert tracing.resolve(build_settings({"ENVIRONMENT": "production"}, env), env).sample_rate == 0.2
+    table = build_settings({"ENVIRONMENT": "qa", "TRACE_SAMPLE_RATES": {"qa": 0.3}}, {})
+    assert tracing.resolve(table, {}).sample_rate == 0.3
+
+
+def _decision(sampler, path, parent_sampled=None):
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    parent = None
+    if parent_sampled is not None:
+        flags = TraceFlags(TraceFlags.SAMPLED if parent_sampled else TraceFlags.DEFAULT)
+        context = SpanContext(int(TRACE_ID, 16), int(PARENT_ID, 16), is_remote=True, trace_flags=flags)
+        parent = trace.set_span_in_context(NonRecordingSpan(context))
+    attributes = {"http.target": path} if path is not None else None
+    return sampler.should_sample(parent, int(TRACE_ID, 16), "GET", attributes=attributes).decision.is_sampled()
+
+
+def test_probes_and_metrics_are_never_sampled_and_rules_pick_the_rest():
+    sampler = tracing.RuleSampler(1.0, (("/api/v1/buckets/cheap/", 0.0),))
+    for path in ("/health/ready", "/health/live", "/metrics", "/metrics?x=1", "/api/v1/health"):
+        assert not _decision(sampler, path) and not _decision(sampler, path, parent_sampled=True)
+    assert _decision(sampler, "/api/v1/buckets/models/artifacts/a/1")
+    assert not _decision(sampler, "/api/v1/buckets/cheap/artifacts/a/1")
+    assert _decision(sampler, "/api/v1/buckets/cheap/artifacts/a/1", parent_sampled=True)  # the caller decided
+    assert not _decision(tracing.RuleSampler(1.0), "/x", parent_sampled=False)
+    assert _decision(sampler, None)  # a span without a path (a task published by beat): the ratio
+    assert not _decision(tracing.RuleSampler(0.0), None)
+    assert "never" in sampler.get_description()
+
+
+def test_database_and_redis_calls_outside_any_request_or_job_are_not_sampled():
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+    sampler = tracing.RuleSampler(1.0)
+
+    def decide(kind, attributes=None, parent=None):
+        return sampler.should_sample(parent, int(TRACE_ID, 16), "x", kind, attributes).decision.is_sampled()
+
+    assert not decide(SpanKind.CLIENT)  # SELECT, BRPOP, LLEN of the worker's own loop or a scrape
+    assert decide(SpanKind.CLIENT, {"url.full": "http://api/x"}) and decide(SpanKind.CLIENT, {"http.url": "http://a"})
+    sampled = SpanContext(int(TRACE_ID, 16), int(PARENT_ID, 16), is_remote=False, trace_flags=TraceFlags(1))
+    assert decide(SpanKind.CLIENT, parent=trace.set_span_in_context(NonRecordingSpan(sampled)))
+    assert decide(SpanKind.PRODUCER) and decide(SpanKind.INTERNAL)  # beat's publish, a job's own span
+
+
+def test_a_query_makes_a_span_under_a_request_or_job_and_none_outside(traced):
+    import sqlite3
+
+    exporter = traced()
+    connection = sqlite3.connect(":memory:")  # connected after install: instrumented
+    try:
+        connection.cursor().execute("SELECT 1").fetchall()
+        assert not exporter.get_finished_spans()
+        with tracing.provider().get_tracer("tests").start_as_current_span("job"):
+            connection.cursor().execute("SELECT 2").fetchall()
+    finally:
+        connection.close()
+    names = sorted(span.name for span in exporter.get_finished_spans())
+    assert names == ["SELECT", "job"]
+
+
+def test_sampling_rules_and_rates_are_validated_by_checks(settings):
+    settings.OBSERVABILITY = {
+        **settings.OBSERVABILITY,
+        "TRACE_SAMPLING_RULES": [{"path": "no-slash", "rate": 0.5}, {"path": "/ok", "rate": 2}],
+        "TRACE_SAMPLE_RATES": {"production": "high"},
+    }
+    ids = [message.id for message in run_checks()]
+    assert ids.count("observability_app.E043") == 2
+    assert tracing.sampling_rules([{"path": "/a", "rate": 0.5}, "junk", {"path": "/b"}]) == (("/a", 0.5),)

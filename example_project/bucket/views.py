@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -46,6 +47,8 @@ def artifact(request: HttpRequest, bucket: str, name: str, version: str) -> Http
                 return JsonResponse({"error": f"artifact over {settings.ARTIFACT_MAX_BYTES} bytes"}, status=413)
             client_digest = services.parse_client_digest(request.headers.get("X-Content-Digest"))
             stored = services.store_artifact(bucket, name, version, request.body, client_digest)
+            if settings.BUCKET_SCAN_ON_UPLOAD:
+                _scan_later(request, bucket, name, version)
             return JsonResponse(
                 {"artifact_id": stored.artifact_id, "digest": stored.digest, "size_bytes": stored.size_bytes},
                 status=201,
@@ -66,13 +69,35 @@ def artifact(request: HttpRequest, bucket: str, name: str, version: str) -> Http
         return _error(exc)
 
 
+def _transient_failures(request: HttpRequest) -> int:
+    """``X-Simulate-Transient-Failures: N`` (0..10), honoured only with ``BUCKET_FAULT_INJECTION`` on."""
+    raw = request.headers.get("X-Simulate-Transient-Failures", "0")
+    if not settings.BUCKET_FAULT_INJECTION or not raw.isdigit() or len(raw) > 2:
+        return 0
+    return min(int(raw), 10)
+
+
+def _scan_later(request: HttpRequest, bucket: str, name: str, version: str) -> None:
+    """Publish the scan task once the caller's transaction commits (the worker must see the row)."""
+    from .tasks import enqueue_scan
+
+    fail_times = _transient_failures(request)
+    # robust: a broker that is down is logged (django.db.backends.base), the committed upload still answers 201
+    transaction.on_commit(lambda: enqueue_scan(bucket, name, version, fail_times=fail_times), robust=True)
+
+
 @csrf_exempt
 @require_POST
 def scan_artifact(request: HttpRequest, bucket: str, name: str, version: str) -> JsonResponse:
+    """The scan now (200 and the decision), or queued: ``?async=1`` a Celery task, ``?async=thread`` a thread."""
     try:
-        if request.GET.get("async") == "1":
+        mode = request.GET.get("async")
+        if mode in ("1", "thread"):
             services.get_artifact(bucket, name, version)  # 404 now rather than in the background
-            jobs.scan_in_background(bucket, name, version)
+            if mode == "thread":
+                jobs.scan_in_background(bucket, name, version)
+            else:
+                _scan_later(request, bucket, name, version)
             return JsonResponse({"status": "scheduled"}, status=202)
         return JsonResponse(services.scan_artifact(bucket, name, version))
     except services.BucketError as exc:

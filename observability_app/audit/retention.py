@@ -35,18 +35,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import BinaryField, F, Sum
+from django.db.models import Sum
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Substr
 
 from . import registry
 from .db import purge_gate
-from .digests import LEAF, PurgeContext, leaf_ids, purge_digest, seal_signature_valid
+from .digests import PurgeContext, leaf_ids, purge_digest, seal_signature_valid
 from .holds import HeldScope, active_scope
 from .locks import LockBusy, database_now, exclusive, holds_serialized
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal
 from .recording import record
-from .sealing import seal
+from .sealing import late_carriers, seal
 from .verification import content_mismatches
 
 PURGE_LOCK = "observability_app.purge"
@@ -268,14 +267,8 @@ class _SealMap:
             self.first_ids.append(first_id)
             self.last_ids.append(last_id)
         self.late: dict[int, int] = {}  # event id -> the seal that carried it late
-        carriers = (
-            AuditSeal.objects.using(using)
-            .filter(late_count__gt=0)
-            .annotate(late_leaves=Substr("leaves", 1, F("late_count") * LEAF, output_field=BinaryField()))
-            .values_list("id", "late_leaves")
-        )
-        for seal_id, blob in carriers.iterator(chunk_size=100):
-            for pk in leaf_ids(bytes(blob)):
+        for seal_id, blob in late_carriers(using):
+            for pk in leaf_ids(blob):
                 self.late[pk] = seal_id
         self.late_ids = array("q", sorted(self.late))
 

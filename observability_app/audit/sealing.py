@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
+from django.db.models import BinaryField, F
+from django.db.models.functions import Substr
 
 from . import checkpoints
 from .canonical import (
@@ -22,7 +24,7 @@ from .canonical import (
 )
 from .checkpoints import checkpoint_of
 from .db import snapshot as _snapshot
-from .digests import iter_leaves, leaf_ids, pack_leaves, seal_digest, seal_signature_valid
+from .digests import LEAF, iter_leaves, leaf_ids, pack_leaves, seal_digest, seal_signature_valid
 from .locks import exclusive, writers_in_progress
 from .models import AuditEvent, AuditSeal
 from .problems import Problem
@@ -222,6 +224,19 @@ def _rescan_start(seals_newest_first: Iterator[tuple[Any, ...]]) -> tuple[int, i
         first_id, earliest = candidate[0], candidate[1]
         candidate = next(groups, None)
     return first_id, earliest
+
+
+def late_carriers(using: str) -> Iterator[tuple[int, bytes]]:
+    """``(seal id, its late leaves)`` for every seal that carried late events: only the leading ``late_count``
+    leaves are read (late ones sort first, below the seal's ``first_id``), not the whole blob."""
+    carriers = (
+        AuditSeal.objects.using(using)
+        .filter(late_count__gt=0)
+        .annotate(late_leaves=Substr("leaves", 1, F("late_count") * LEAF, output_field=BinaryField()))
+        .values_list("id", "late_leaves")
+    )
+    for seal_id, blob in carriers.iterator(chunk_size=100):
+        yield seal_id, bytes(blob)
 
 
 def seal_for(event_id: int, using: str = DEFAULT_DB_ALIAS) -> AuditSeal | None:

@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import BinaryField, F, Q
-from django.db.models.functions import Substr
+from django.db.models import Q
 from django.dispatch import Signal
 
 from .canonical import (
@@ -43,7 +42,7 @@ from .digests import (
 )
 from .models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification, LegalHold
 from .problems import Problem
-from .sealing import _checkpoint_problems, _rescan_start
+from .sealing import _checkpoint_problems, _rescan_start, late_carriers
 
 #: Sent after every :func:`verify` run with ``report`` and ``using``: the metrics module counts failures from it
 #: (the audit package never imports metrics).
@@ -274,15 +273,9 @@ def _verify_in_snapshot(
                 late[pk] = (leaf_digest, seal_id)
     carried_elsewhere: set[int] = set()
     if scope is not None:
-        carriers = (
-            AuditSeal.objects.using(using)
-            .filter(late_count__gt=0)
-            .annotate(late_leaves=Substr("leaves", 1, F("late_count") * LEAF, output_field=BinaryField()))
-            .values_list("id", "late_leaves")
-        )
-        for seal_id, blob in carriers.iterator(chunk_size=100):
+        for seal_id, blob in late_carriers(using):
             if not checked(seal_id):
-                carried_elsewhere.update(leaf_ids(bytes(blob)))
+                carried_elsewhere.update(leaf_ids(blob))
     last_sealed = seal_rows[-1][2] if seal_rows else 0
     # Unsealed events at or above this id may still be late commits the next seal takes (see _rescan_start).
     rescan = _rescan_start((row[0], row[1], row[2], row[6]) for row in reversed(seal_rows))

@@ -51,12 +51,13 @@ class TextWriter:
     #: (sample name, label pairs) -> rendered "name{labels} "; shared across scrapes, bounded by the series caps.
     _prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
-    def __init__(self) -> None:
+    def __init__(self, skip_prefixes: tuple[str, ...] = ()) -> None:
         self.out: list[str] = []
         self.seen: set[str] = set()
+        self.skip_prefixes = skip_prefixes  # families left out whole (a push leaves out ``process_``)
 
     def header(self, name: str, documentation: str, kind: str) -> bool:
-        if name in self.seen:
+        if name in self.seen or (self.skip_prefixes and name.startswith(self.skip_prefixes)):
             return False
         self.seen.add(name)
         self.out.append(f"# HELP {name} {_help_text(documentation)}\n# TYPE {name} {kind}\n")
