@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.core.management.base import CommandError
+from django.db import connections
+from django.utils.connection import ConnectionDoesNotExist
 
 #: The exit status of a command refusing its options, as argparse exits for an option it cannot parse.
 EXIT_BAD_OPTIONS = 2
@@ -22,3 +24,11 @@ def parse_when(value: str | None, option: str) -> datetime | None:
             returncode=EXIT_BAD_OPTIONS,
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def database_vendor(alias: str) -> str:
+    """The vendor of ``--database alias``; an alias not in ``DATABASES`` exits :data:`EXIT_BAD_OPTIONS`."""
+    try:
+        return connections[alias].vendor
+    except ConnectionDoesNotExist:
+        raise CommandError(f"--database {alias[:60]!r} is not in DATABASES", returncode=EXIT_BAD_OPTIONS) from None

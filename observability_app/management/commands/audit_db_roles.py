@@ -12,10 +12,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
-from django.utils.connection import ConnectionDoesNotExist
 
 from ...audit import roles
-from ._options import EXIT_BAD_OPTIONS
+from ._options import EXIT_BAD_OPTIONS, database_vendor
 
 
 class Command(BaseCommand):
@@ -35,11 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         using = options["database"]
-        try:
-            vendor = connections[using].vendor
-        except ConnectionDoesNotExist:
-            raise CommandError(f"--database {using[:60]!r} is not in DATABASES", returncode=EXIT_BAD_OPTIONS) from None
-        if vendor != "postgresql":
+        if database_vendor(using) != "postgresql":
             raise CommandError(
                 "audit_db_roles needs PostgreSQL: SQLite has no roles, so whoever can write the database file can"
                 " change it; the checkpoint file is the guarantee there (docs/audit-integrity.md)",

@@ -19,10 +19,9 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connections
-from django.utils.connection import ConnectionDoesNotExist
 
 from ...audit.integrity import UnanchoredChain, seal
-from ._options import EXIT_BAD_OPTIONS
+from ._options import EXIT_BAD_OPTIONS, database_vendor
 
 logger = logging.getLogger("observability_app.audit.integrity")
 EXIT_UNANCHORED = 1
@@ -37,10 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         using, every = options["database"], options["every"]
-        try:
-            connections[using]
-        except ConnectionDoesNotExist:
-            raise CommandError(f"--database {using[:60]!r} is not in DATABASES", returncode=EXIT_BAD_OPTIONS) from None
+        database_vendor(using)
         if every is not None and not 0.1 <= every <= 86_400:
             raise CommandError(f"--every must be 0.1 to 86400 seconds, got {every}", returncode=EXIT_BAD_OPTIONS)
         if every is None:

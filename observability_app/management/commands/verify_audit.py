@@ -11,11 +11,9 @@ import sys
 from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
-from django.utils.connection import ConnectionDoesNotExist
 
 from ...audit.integrity import DEFAULT_SAMPLE_SEALS, verify
-from ._options import EXIT_BAD_OPTIONS
+from ._options import EXIT_BAD_OPTIONS, database_vendor
 
 
 class Command(BaseCommand):
@@ -38,10 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         using = options["database"]
-        try:
-            connections[using]
-        except ConnectionDoesNotExist:
-            raise CommandError(f"--database {using[:60]!r} is not in DATABASES", returncode=EXIT_BAD_OPTIONS) from None
+        database_vendor(using)
         if not 0 <= options["max_problems"] <= 10_000_000:
             raise CommandError(
                 f"--max-problems must be 0 to 10000000, got {options['max_problems']}", returncode=EXIT_BAD_OPTIONS
