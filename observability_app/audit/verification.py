@@ -77,7 +77,6 @@ def _purged_ids(
     seal_digests: dict[int, str],
     report: Report,
     batches: list[tuple[int, PurgeContext]],
-    checked: Any = None,
     scope: _Scope | None = None,
 ) -> dict[int, array]:
     """Seal id -> sorted ids its purge records say were removed (records that do not verify are reported); the
@@ -88,7 +87,7 @@ def _purged_ids(
     removed: dict[int, array] = {}
     records = AuditPurgeRecord.objects.using(using).order_by("id")
     if scope is not None:  # incremental: the records since the baseline, and those of the seals checked in full
-        checked_seals = [seal_id for seal_id in seal_digests if checked(seal_id)]
+        checked_seals = [seal_id for seal_id in seal_digests if scope.checks(seal_id)]
         records = records.filter(Q(id__gt=scope.after_purge) | Q(seal_id__in=checked_seals))
     columns = ("id", "seal_id", "run_id", "removed", "digest", "version", "event_type", "subjects", "created_at")
     for pk, seal_id, run_id, blob, digest, version, event_type, subjects, created_at in records.values_list(
@@ -137,6 +136,10 @@ class _Scope:
     after_seal: int
     after_purge: int
     sample: frozenset[int]
+
+    def checks(self, seal_id: int) -> bool:
+        """Is this seal checked in full by the run?"""
+        return seal_id > self.after_seal or seal_id in self.sample
 
 
 def verify(
@@ -237,14 +240,12 @@ def _verify_in_snapshot(
     )
 
     def checked(seal_id: int) -> bool:
-        return scope is None or seal_id > scope.after_seal or seal_id in scope.sample
+        return scope is None or scope.checks(seal_id)
 
     if scope is not None:
         report.full, report.baseline, report.sampled = False, scope.baseline, len(scope.sample)
     batches: list[tuple[int, PurgeContext]] = []
-    purged = _purged_ids(
-        using, key, {row[0]: row[5] for row in seal_rows}, report, batches, None if scope is None else checked, scope
-    )
+    purged = _purged_ids(using, key, {row[0]: row[5] for row in seal_rows}, report, batches, scope)
     report.problems.extend(hold_problems(using, batches))
     # Pass 1 over the seals: the chain's links for every seal (rows only); signature, leaf count and late leaves
     # for the checked ones (one blob in memory at a time). The other seals' late leaves (their leading bytes only)
