@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import hmac
+import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -118,10 +119,10 @@ def _seal_locked(using: str, key: bytes | None, max_events: int, now: datetime |
     ``{"after": the newest seal before this call, "writers": the writers' lock holders listed after the snapshot}``.
     """
     late = _late_events(using)
-    after = AuditSeal.objects.using(using).order_by("-id").values_list("id", flat=True).first() or 0
+    previous = AuditSeal.objects.using(using).order_by("-id").first()
+    after = previous.pk if previous else 0
     watch: dict[str, Any] | None = None
     while True:
-        previous = AuditSeal.objects.using(using).order_by("-id").first()
         start = previous.last_id + 1 if previous else 1
         rows = list(
             AuditEvent.objects.using(using)
@@ -155,6 +156,7 @@ def _seal_locked(using: str, key: bytes | None, max_events: int, now: datetime |
             version=2,
         )
         result.seals.append(new)
+        previous = new
         result.events += count
         result.late += len(late)
         late = []
@@ -166,11 +168,15 @@ def _late_events(using: str) -> list[tuple[int, str]]:
     """Committed events inside sealed ranges that no seal holds yet: they committed after the seal that read their
     range ("late"). Only the ranges that may still receive one are read (:func:`_rescan_start`)."""
     seals = AuditSeal.objects.using(using).order_by("-id").values_list("id", "first_id", "last_id", "watch")
-    start = _rescan_start(seals.iterator(chunk_size=50))
-    if start is None:
+    newest_first = seals.iterator(chunk_size=50)
+    newest = next(newest_first, None)
+    if newest is None:
+        return []
+    start = _rescan_start(itertools.chain([newest], newest_first))
+    if start is None:  # not reached: the chain holds ``newest``
         return []
     first_id, earliest_seal = start
-    last_id = AuditSeal.objects.using(using).order_by("-id").values_list("last_id", flat=True).first()
+    last_id = newest[2]
     sealed: set[int] = set()
     for blob in AuditSeal.objects.using(using).filter(id__gte=earliest_seal).values_list("leaves", flat=True):
         sealed.update(leaf_ids(bytes(blob)))
@@ -229,11 +235,8 @@ def _rescan_start(seals_newest_first: Iterator[tuple[Any, ...]]) -> tuple[int, i
 def late_carriers(using: str) -> Iterator[tuple[int, bytes]]:
     """``(seal id, its late leaves)`` for every seal that carried late events: only the leading ``late_count``
     leaves are read (late ones sort first, below the seal's ``first_id``), not the whole blob."""
-    carriers = (
-        AuditSeal.objects.using(using)
-        .filter(late_count__gt=0)
-        .annotate(late_leaves=Substr("leaves", 1, F("late_count") * LEAF, output_field=BinaryField()))
-        .values_list("id", "late_leaves")
+    carriers = _with_late_leaves(AuditSeal.objects.using(using).filter(late_count__gt=0)).values_list(
+        "id", "late_leaves"
     )
     for seal_id, blob in carriers.iterator(chunk_size=100):
         yield seal_id, bytes(blob)
@@ -244,16 +247,26 @@ def seal_for(event_id: int, using: str = DEFAULT_DB_ALIAS) -> AuditSeal | None:
     seals later: only seals that carry late events are read, and only their leading, late, leaves)."""
     seals = AuditSeal.objects.using(using)
     home = seals.filter(first_id__lte=event_id, last_id__gte=event_id).order_by("id").first()
-    candidates = [home] if home is not None else []
-    carriers = seals.filter(late_count__gt=0, first_id__gt=event_id).order_by("id")
+    if home is not None and _holds(bytes(home.leaves), event_id):
+        return home
+    carriers = _with_late_leaves(seals.filter(late_count__gt=0, first_id__gt=event_id)).order_by("id")
     if home is not None:
         carriers = carriers.filter(id__gt=home.pk)
-    for candidate in [*candidates, *carriers.iterator(chunk_size=20)]:
-        ids = leaf_ids(bytes(candidate.leaves))
-        index = bisect.bisect_left(ids, event_id)
-        if index < len(ids) and ids[index] == event_id:
-            return candidate
+    for seal_id, blob in carriers.values_list("id", "late_leaves").iterator(chunk_size=20):
+        if _holds(bytes(blob), event_id):
+            return seals.get(pk=seal_id)
     return None
+
+
+def _holds(blob: bytes, event_id: int) -> bool:
+    ids = leaf_ids(blob)
+    index = bisect.bisect_left(ids, event_id)
+    return index < len(ids) and ids[index] == event_id
+
+
+def _with_late_leaves(seals: Any) -> Any:
+    """``seals`` annotated with ``late_leaves``: the leading ``late_count`` leaves only (late ones sort first)."""
+    return seals.annotate(late_leaves=Substr("leaves", 1, F("late_count") * LEAF, output_field=BinaryField()))
 
 
 def event_seal_status(event: AuditEvent) -> dict[str, Any]:
