@@ -21,6 +21,9 @@ class ObservabilityConfig(AppConfig):
         from .conf import settings
 
         connection_created.connect(install_sqlite_function, dispatch_uid="observability_app.sqlite_gate")
+        from . import database
+
+        database.install()  # bounded connect and statement time; ImproperlyConfigured names a bad value
         # A bad entry is reported by the system check observability_app.E009; it must not stop start-up.
         with contextlib.suppress(TypeError, ValueError, KeyError):
             registry.register_from_settings()

@@ -62,6 +62,10 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CACHE_SECONDS": 1.0,  # a probe flood is answered from a result at most this old
     "HEALTH_CACHE_ALIAS": "default",  # the Django cache CacheCheck writes to (when listed in HEALTH_CHECKS)
     "HEALTH_QUEUE_URL": None,  # redis://host:6379 or amqp://host:5672 that QueueCheck probes (when listed)
+    # Database time (PostgreSQL; observability_app.database, docs/deployment.md).
+    "DATABASE_CONNECT_TIMEOUT": 2.0,  # seconds; libpq connect_timeout of aliases whose OPTIONS set none (min 2)
+    "DATABASE_STATEMENT_TIMEOUT": 5.0,  # seconds a statement of a request may take; the client gives up 1 s later
+    "DATABASE_RETRY_SECONDS": 1.0,  # while the database is down: how often it is probed, the 503's Retry-After
     # Audit trail.
     "AUDIT_ENABLED": True,
     "AUDIT_RETENTION": {},  # {"ARTIFACT_ACCESSED": 730, ...}: days, or None for permanent
@@ -118,6 +122,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "OBSERVABILITY_TRACE_EXPORTER": "TRACE_EXPORTER",
     "OTEL_TRACES_EXPORTER": "TRACE_EXPORTER",
     "OBSERVABILITY_HEALTH_QUEUE_URL": "HEALTH_QUEUE_URL",
+    "OBSERVABILITY_DATABASE_CONNECT_TIMEOUT": "DATABASE_CONNECT_TIMEOUT",
+    "OBSERVABILITY_DATABASE_STATEMENT_TIMEOUT": "DATABASE_STATEMENT_TIMEOUT",
     "OBSERVABILITY_AUDIT_SIGNING_KEY": "AUDIT_SIGNING_KEY",
     "OBSERVABILITY_AUDIT_CHECKPOINT_FILE": "AUDIT_CHECKPOINT_FILE",
     "OBSERVABILITY_SENTRY_DSN": "SENTRY_DSN",

@@ -4,7 +4,9 @@ Per request it: validates or creates the correlation id (``X-Correlation-Id`` in
 (``X-Request-Id`` out), finds the client ip (``X-Forwarded-For`` only from ``TRUSTED_PROXIES``), binds the context
 that log lines and audit events read, and afterwards counts the request in the metrics and writes one access line
 (5xx error, 4xx warning, else info; successes sampled by ``ACCESS_LOG_SAMPLE_RATE``, errors never). Paths under
-``EXCLUDED_PATHS`` keep their ids but get no access line and no metrics.
+``EXCLUDED_PATHS`` keep their ids but get no access line and no metrics. While the default database is known not to
+answer, views not marked ``database_not_required`` get a 503 at once, and a view's database timeout becomes a 503
+(:mod:`observability_app.database`).
 
 Settings are read once, when Django builds the middleware chain. ``X-Debug-Logging: full`` adds sanitized headers
 and a timing breakdown to the access line when ``DEBUG_LOGGING_ENABLED`` and the caller is staff or comes from
@@ -22,7 +24,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from . import context
+from . import context, database
 from .access_log import _level_name, access_record, direct_writer
 from .conf import settings
 from .ids import new_id
@@ -168,10 +170,10 @@ class ObservabilityMiddleware:
                 self._end_debug(ctx)
             context.unbind(token)
 
-    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> Any:
         ctx = context.current()
         if ctx is None:
-            return
+            return None
         match = request.resolver_match
         if match is not None:
             ctx.route = match.route or UNMATCHED_ROUTE
@@ -180,6 +182,13 @@ class ObservabilityMiddleware:
         ctx.user = getattr(request, "user", None)
         if "debug" in ctx.extra:
             ctx.extra["view_started"] = perf_counter()
+        if database.DEFAULT.open:  # the database is known not to answer: 503 now rather than queue (database.py)
+            return database.shed(view_func)
+        return None
+
+    def process_exception(self, request: Any, exception: Exception) -> Any:
+        """503 for a database that did not answer (timeout, lost connection); anything else goes on to Django."""
+        return database.response_for_exception(exception)
 
     def _begin(self, request: Any) -> tuple[context.ObservabilityContext, float]:
         started = perf_counter()
