@@ -277,7 +277,10 @@ def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
     original = getattr(raw, "wait", None)
     if original is None or not callable(getattr(raw, "fileno", None)):
         return  # psycopg2, or a psycopg without the method: left unbounded (docs/deployment.md)
+    if getattr(original, "observability_bounded", False):
+        return  # a pooled connection handed out again (Django's OPTIONS["pool"]): hooked when it was made
     raw.wait = _bounded_wait(raw, connection.alias, original)
+    raw.wait.observability_bounded = True
     if _current_bound() is not None and not getattr(_local, "bounded", 0):
         # Opened to serve a request: the server cancels a slow statement itself, cleanly, before the client bound.
         raw.execute(f"SET statement_timeout = {int(_Bounds.statement * 1000)}")
