@@ -1,4 +1,4 @@
-"""The access log's write path: cheap records, the string-assembled line, and the batching file handler."""
+"""The access line (observability_app.access_log): its two paths agree, formatter subclasses see it, batches."""
 
 from __future__ import annotations
 
@@ -14,9 +14,18 @@ from django.utils.functional import SimpleLazyObject
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from observability_app.access_log import AccessLogHandler, access_record, direct_writer
+from observability_app.access_log import (
+    ACCESS_FIELDS,
+    LINE,
+    AccessLog,
+    AccessLogHandler,
+    access_dict,
+    access_text,
+    access_values,
+    direct_writer,
+)
 from observability_app.context import ObservabilityContext
-from observability_app.logging import ACCESS_FIELDS, ACCESS_LOGGER, FIELDS, ContextFilter, JsonFormatter
+from observability_app.logging import ACCESS_LOGGER, FIELDS, ContextFilter, JsonFormatter
 
 text = st.text(max_size=60)  # any code point: quotes, backslashes, newlines, control characters, surrogates
 maybe_text = st.none() | text
@@ -43,6 +52,15 @@ def _ctx(**overrides):
     return ObservabilityContext(**values)
 
 
+def _values(level=logging.INFO, ctx=None, created=1764633600.5, **overrides):
+    """The values of a line (what the middleware hands a batching handler)."""
+    f = _fields(**overrides)
+    return access_values(
+        created, level, ctx or _ctx(), f["route"], f["method"], f["path"], f["status_code"], f["duration_ms"],
+        f["bytes"], f["user_agent"],
+    )  # fmt: skip
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     route=text,
@@ -59,45 +77,174 @@ def _ctx(**overrides):
 def test_the_assembled_line_is_the_same_object_as_the_encoded_dict(
     route, method, path, agent, status, duration, size, correlation, ip, org
 ):
-    formatter = JsonFormatter()
     ctx = _ctx(correlation_id=correlation, ip=ip, org_id=org)
-    fields = _fields(
-        route=route, method=method, path=path, user_agent=agent, status_code=status, duration_ms=duration, bytes=size
-    )
-    line = formatter.access_line(1764633600.5, "INFO", f"{method} {route}", ctx, fields)
+    values = _values(
+        ctx=ctx, route=route, method=method, path=path, user_agent=agent, status_code=status, duration_ms=duration,
+        bytes=size,
+    )  # fmt: skip
+    line = access_text(values)
     assert "\n" not in line
     parsed = json.loads(line)
-    expected = formatter.access_fields(1764633600.5, "INFO", f"{method} {route}", ctx, fields)
-    assert parsed == expected
+    assert parsed == access_dict(values)
     assert list(parsed)[: len(FIELDS)] == list(FIELDS)
+    assert [name for name, _ in LINE if name in parsed] == list(parsed)
 
 
 def test_values_that_are_not_strings_take_the_dict_path_and_stay_valid_json():
-    formatter = JsonFormatter()
     ctx = _ctx(org_id=123)  # a project that binds a number
-    line = formatter.access_line(0.0, "INFO", "GET x 200", ctx, _fields(route=["not", "a", "str"]))
-    parsed = json.loads(line)
+    parsed = json.loads(access_text(_values(ctx=ctx, route=["not", "a", "str"])))
     assert parsed["route"] == ["not", "a", "str"] and parsed["org_id"] == 123
 
 
+def test_every_line_field_is_written_and_the_request_fields_are_the_lines():
+    """The table is the line: every row appears (org/project only when set), and ACCESS_FIELDS are rows of it."""
+    parsed = json.loads(access_text(_values(ctx=_ctx(org_id="o", project_id="p"))))
+    assert list(parsed) == [name for name, _ in LINE]
+    assert set(ACCESS_FIELDS) <= {name for name, _ in LINE}
+
+
+def _record_line(level, ctx, request, response, *, formatter=None, extra=None, route="r/<x>", status=200):
+    """The line the record path writes for this request (a plain StreamHandler: no direct path)."""
+    import io
+
+    stream = io.StringIO()
+    logger = logging.getLogger("observability_app.tests.record_path")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter or JsonFormatter())
+    handler.addFilter(ContextFilter())
+    logger.handlers, logger.propagate = [handler], False
+    try:
+        AccessLog(logger).write(level, ctx, request, response, route, status, 0.00125, extra)
+    finally:
+        logger.handlers = []
+    return json.loads(stream.getvalue())
+
+
+def _request_response(path="/r/1"):
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    request = RequestFactory().get(path, HTTP_USER_AGENT="curl/8")
+    response = HttpResponse(b"x" * 17)
+    return request, response
+
+
+@pytest.mark.parametrize("status", [200, 404, 503])
+def test_the_record_path_writes_the_same_line_as_the_direct_path(tmp_path, status):
+    """A record through any handler and the direct path's batched text: the same object (timestamps aside)."""
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    ctx = _ctx(org_id="acme", user_agent="curl/8")
+    request, response = _request_response()
+    from_record = _record_line(level, ctx, request, response, status=status)
+    logger = logging.getLogger("observability_app.tests.direct_path")
+    handler = _handler(tmp_path, buffer_lines=10, flush_seconds=60)
+    logger.handlers, logger.propagate = [handler], False
+    try:
+        assert direct_writer(logger, level) is handler
+        AccessLog(logger).write(level, ctx, request, response, "r/<x>", status, 0.00125)
+    finally:
+        handler.close()
+        logger.handlers = []
+    [direct] = _lines(tmp_path)
+    for line in (from_record, direct):
+        assert line.pop("timestamp")
+    assert from_record == direct
+    assert direct["bytes"] == 17 and direct["duration_ms"] == 1.25 and direct["user_agent"] == "curl/8"
+
+
+class TenantFormatter(JsonFormatter):
+    """What a project writes: a field of its own in add_fields, a rename in process_log_record."""
+
+    def add_fields(self, log_data, record, message_dict):
+        super().add_fields(log_data, record, message_dict)
+        log_data["tenant"] = "acme"
+
+    def process_log_record(self, log_data):
+        log_data["svc"] = log_data.pop("service")
+        return super().process_log_record(log_data)
+
+
+def test_a_formatter_subclass_sees_access_lines_and_every_other_line(tmp_path, client, db):
+    """End to end through the middleware: a subclass's steps run on the access line and on any other logger's."""
+    handler = _handler(tmp_path, buffer_lines=50, flush_seconds=60)
+    handler.setFormatter(TenantFormatter())
+    access, other = logging.getLogger(ACCESS_LOGGER), logging.getLogger("observability_app.tests.other")
+    saved = access.handlers
+    access.handlers, other.handlers, other.propagate = [handler], [handler], False
+    try:
+        assert direct_writer(access, logging.INFO) is None  # a subclass: records, never the direct path
+        client.get("/api/v1/buckets/b1/artifacts/missing/1", headers={"X-Correlation-Id": "sub-1"})
+        other.info("hello")
+        handler.flush()
+    finally:
+        access.handlers, other.handlers = saved, []
+        handler.close()
+    request_line, hello = _lines(tmp_path)
+    assert request_line["logger"] == ACCESS_LOGGER and request_line["correlation_id"] == "sub-1"
+    for line in (request_line, hello):
+        assert line["tenant"] == "acme" and "svc" in line and "service" not in line
+    assert request_line["path"] == "/api/v1/buckets/b1/artifacts/missing/1" and request_line["status_code"] == 404
+
+
 def test_a_record_a_filter_added_to_is_formatted_with_that_attribute():
-    formatter = JsonFormatter()
-    record = access_record(logging.INFO, "GET x 200", _ctx(), _fields())
-    assert json.loads(formatter.format(record))["path"] == "/api/v1/buckets/b1"
-    record.tenant = "acme"  # what a project's logging filter might add
-    parsed = json.loads(formatter.format(record))
-    assert parsed["tenant"] == "acme" and parsed["correlation_id"] == "c-1"
+    class Tenant(logging.Filter):
+        def filter(self, record):
+            record.tenant = "acme"
+            return True
+
+    import io
+
+    stream = io.StringIO()
+    logger = logging.getLogger("observability_app.tests.filtered")
+    handler = _handler_stream(stream)
+    handler.addFilter(Tenant())
+    logger.handlers, logger.propagate = [handler], False
+    try:
+        assert direct_writer(logger, logging.INFO) is None
+        request, response = _request_response()
+        AccessLog(logger).write(logging.INFO, _ctx(), request, response, "r/<x>", 200, 0.001)
+        handler.flush()
+    finally:
+        logger.handlers = []
+        handler.close()
+    parsed = json.loads(stream.getvalue())
+    assert parsed["tenant"] == "acme" and parsed["correlation_id"] == "c-1" and parsed["path"] == "/r/1"
 
 
 def test_access_records_carry_every_attribute_a_plain_formatter_reads():
-    record = access_record(logging.WARNING, "GET x 404", _ctx(), _fields(status_code=404))
-    plain = logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(process)d %(thread)d %(threadName)s %(module)s %(funcName)s "
-        "%(lineno)d %(msecs)d %(relativeCreated)d %(message)s %(status_code)s"
+    import io
+
+    stream = io.StringIO()
+    logger = logging.getLogger("observability_app.tests.plain")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s %(process)d %(thread)d %(threadName)s %(module)s %(funcName)s "
+            "%(lineno)d %(msecs)d %(relativeCreated)d %(message)s %(status_code)s"
+        )
     )
-    out = plain.format(record)
+    logger.handlers, logger.propagate = [handler], False
+    try:
+        request, response = _request_response()
+        AccessLog(logger).write(logging.WARNING, _ctx(), request, response, "x", 404, 0.001)
+    finally:
+        logger.handlers = []
+    out = stream.getvalue().strip()
     assert " WARNING observability_app.access " in out and out.endswith("GET x 404 404")
-    assert record.levelno == logging.WARNING and record.getMessage() == "GET x 404"
+
+
+def _named(route, level=logging.INFO, ctx=None, **overrides):
+    """A line's values told apart by its route (its message is ``GET <route> <status>``)."""
+    return _values(level=level, ctx=ctx, route=route, **overrides)
+
+
+def _handler_stream(stream):
+    from observability_app.access_log import BatchingStreamHandler
+
+    handler = BatchingStreamHandler(stream, buffer_lines=10, flush_seconds=60)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ContextFilter())
+    return handler
 
 
 def _handler(tmp_path, **kwargs) -> AccessLogHandler:
@@ -115,11 +262,11 @@ def _lines(tmp_path) -> list[dict]:
 def test_lines_wait_for_a_full_batch_and_keep_their_order(tmp_path):
     handler = _handler(tmp_path, buffer_lines=3, flush_seconds=60)
     try:
-        handler.write_access(logging.INFO, "first", _ctx(), _fields())
+        handler.write_values(_named("first"), logging.INFO)
         handler.handle(logging.makeLogRecord({"name": "other", "msg": "second", "levelno": logging.INFO}))
         assert _lines(tmp_path) == []
-        handler.write_access(logging.INFO, "third", _ctx(), _fields())
-        assert [line["message"] for line in _lines(tmp_path)] == ["first", "second", "third"]
+        handler.write_values(_named("third"), logging.INFO)
+        assert [line["route"] or line["message"] for line in _lines(tmp_path)] == ["first", "second", "third"]
     finally:
         handler.close()
 
@@ -129,10 +276,10 @@ def test_lines_wait_for_a_full_batch_and_keep_their_order(tmp_path):
 )
 def test_fields_beyond_the_access_lines_own_are_written(extra):
     """Debug logging and a rejected id's length ride on the record: a plain handler's line must keep them."""
-    record = access_record(logging.INFO, "GET r 200", _ctx(), {**_fields(), **extra})
-    line = json.loads(JsonFormatter().format(record))
+    request, response = _request_response()
+    line = _record_line(logging.INFO, _ctx(), request, response, extra=extra, route="r")
     assert {key: line[key] for key in extra} == extra
-    assert line["route"] == _fields()["route"] and line["correlation_id"] == "c-1"
+    assert line["route"] == "r" and line["correlation_id"] == "c-1"
 
 
 def test_a_waiting_line_holds_its_text_not_the_request(tmp_path):
@@ -155,7 +302,7 @@ def test_a_waiting_line_holds_its_text_not_the_request(tmp_path):
     gone = weakref.ref(request)
     handler = _handler(tmp_path, buffer_lines=100, flush_seconds=60)
     try:
-        handler.write_access(logging.INFO, "held", ctx, _fields())
+        handler.write_values(_named("held", ctx=ctx), logging.INFO)
         ctx.correlation_id = "changed-after-the-request"
         del request, ctx
         gc.collect()
@@ -163,14 +310,14 @@ def test_a_waiting_line_holds_its_text_not_the_request(tmp_path):
     finally:
         handler.close()
     [line] = _lines(tmp_path)
-    assert (line["message"], line["correlation_id"]) == ("held", "c-1")
+    assert (line["route"], line["correlation_id"]) == ("held", "c-1")
 
 
 def test_warnings_and_errors_are_written_at_once_with_what_waited(tmp_path):
     handler = _handler(tmp_path, buffer_lines=100, flush_seconds=60)
     try:
-        handler.write_access(logging.INFO, "GET a 200", _ctx(), _fields())
-        handler.write_access(logging.WARNING, "GET b 404", _ctx(), _fields(status_code=404, outcome="error"))
+        handler.write_values(_named("a"), logging.INFO)
+        handler.write_values(_named("b", logging.WARNING, status_code=404), logging.WARNING)
         lines = _lines(tmp_path)
         assert [(line["message"], line["level"]) for line in lines] == [("GET a 200", "INFO"), ("GET b 404", "WARNING")]
     finally:
@@ -180,26 +327,26 @@ def test_warnings_and_errors_are_written_at_once_with_what_waited(tmp_path):
 def test_an_idle_batch_is_written_by_the_timer(tmp_path):
     handler = _handler(tmp_path, buffer_lines=100, flush_seconds=0.05)
     try:
-        handler.write_access(logging.INFO, "lonely", _ctx(), _fields())
+        handler.write_values(_named("lonely"), logging.INFO)
         deadline = time.monotonic() + 10
         while not _lines(tmp_path) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert [line["message"] for line in _lines(tmp_path)] == ["lonely"]
+        assert [line["route"] for line in _lines(tmp_path)] == ["lonely"]
     finally:
         handler.close()
 
 
 def test_close_and_logging_shutdown_write_what_is_pending(tmp_path):
     handler = _handler(tmp_path, buffer_lines=100, flush_seconds=60)
-    handler.write_access(logging.INFO, "at exit", _ctx(), _fields())
+    handler.write_values(_named("at exit"), logging.INFO)
     logging.shutdown([lambda: handler])  # what atexit does for every handler
-    assert [line["message"] for line in _lines(tmp_path)] == ["at exit"]
+    assert [line["route"] for line in _lines(tmp_path)] == ["at exit"]
 
 
 def test_one_line_batches_write_every_line_at_once(tmp_path):
     handler = _handler(tmp_path, buffer_lines=1)
     try:
-        handler.handle(access_record(logging.INFO, "GET x 200", _ctx(), _fields()))
+        handler.write_values(_named("x"), logging.INFO)
         assert [line["message"] for line in _lines(tmp_path)] == ["GET x 200"]
     finally:
         handler.close()
@@ -216,17 +363,17 @@ def test_bad_batch_settings_are_refused_with_the_value_named(tmp_path, kwargs):
 def test_a_forked_child_writes_its_own_lines_not_the_parents(tmp_path):
     handler = _handler(tmp_path, buffer_lines=100, flush_seconds=60)
     try:
-        handler.write_access(logging.INFO, "parent", _ctx(), _fields())
+        handler.write_values(_named("parent"), logging.INFO)
         pid = os.fork()
         if pid == 0:  # the child: what a gunicorn worker is
             try:
-                handler.write_access(logging.INFO, "child", _ctx(), _fields())
+                handler.write_values(_named("child"), logging.INFO)
                 handler.flush()
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
         handler.flush()
-        assert sorted(line["message"] for line in _lines(tmp_path)) == ["child", "parent"]
+        assert sorted(line["route"] for line in _lines(tmp_path)) == ["child", "parent"]
     finally:
         handler.close()
 
@@ -293,12 +440,10 @@ def test_a_batched_line_never_takes_the_trace_of_the_request_that_writes_the_bat
 
     monkeypatch.setattr(json_logging, "_tracing_on", lambda: True)
     monkeypatch.setattr(json_logging, "_trace_ids", lambda: ("f" * 32, "e" * 16))  # another request's live span
-    formatter = JsonFormatter()
-    assert json.loads(formatter.access_line(0.0, "INFO", "m", _ctx(), _fields()))["trace_id"] == "f" * 32
     handler = _handler(tmp_path, buffer_lines=2, flush_seconds=60)
     try:
-        handler.write_access(logging.INFO, "untraced", _ctx(), _fields())
-        handler.write_access(logging.INFO, "traced", _ctx(trace_id="a" * 32, span_id="b" * 16), _fields())
+        handler.write_values(_named("untraced"), logging.INFO)
+        handler.write_values(_named("traced", ctx=_ctx(trace_id="a" * 32, span_id="b" * 16)), logging.INFO)
     finally:
         handler.close()
     untraced, traced = _lines(tmp_path)

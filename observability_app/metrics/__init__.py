@@ -79,23 +79,26 @@ def _apply(enabled: bool) -> None:
     if enabled and not _state["ready"]:
         from prometheus_client import disable_created_metrics
 
-        from . import audit, database, families  # noqa: F401  (creates the metrics)
+        from . import audit, database, families, logs  # noqa: F401  (creates the metrics)
 
         # *_created series double the output of every counter and histogram; Prometheus does not need them.
         disable_created_metrics()
         database.install()
         audit.connect()
+        logs.connect()
         _state["ready"] = True
     elif enabled:
-        from . import audit, database
+        from . import audit, database, logs
 
         database.install()
         audit.connect()
+        logs.connect()
     elif _state["ready"]:
-        from . import audit, database
+        from . import audit, database, logs
 
         database.uninstall()
         audit.disconnect()
+        logs.disconnect()
     bucket_metrics._enable(enabled)
 
 
