@@ -476,7 +476,8 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._stop.set()
         with self.lock:  # type: ignore[union-attr]
             self._write_pending()
-        super().close()
+        with contextlib.suppress(OSError):  # what the stream's own buffer could not write: already counted
+            super().close()
 
     # -- the timer that writes an idle batch -------------------------------------------------------------------
     def _start_flusher(self) -> None:

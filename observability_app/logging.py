@@ -21,7 +21,6 @@ included, is the same line under Elastic Common Schema names: :func:`observabili
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import traceback
@@ -31,7 +30,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from . import context
-from .conf import on_reload
+from .conf import environment_value, on_reload
 from .ecs import to_ecs
 from .redaction import redact, scrub_text
 from .tracing import active as _tracing_on  # whether spans are made: then lines take their ids
@@ -82,7 +81,8 @@ def identity() -> tuple[str, str]:
         _identity_cache = (settings.SERVICE_NAME, settings.ENVIRONMENT)
         return _identity_cache
     except Exception:  # settings not configured yet
-        return os.environ.get("OBSERVABILITY_SERVICE_NAME", ""), os.environ.get("OBSERVABILITY_ENVIRONMENT", "")
+        service = environment_value("OBSERVABILITY_SERVICE_NAME") or ""
+        return service, environment_value("OBSERVABILITY_ENVIRONMENT") or ""
 
 
 def identity_cached() -> bool:
@@ -113,7 +113,7 @@ def ecs_format() -> bool:
         _format_cache.append(settings.LOG_FORMAT == "ecs")
         return _format_cache[0]
     except Exception:  # settings not configured yet
-        return os.environ.get("OBSERVABILITY_LOG_FORMAT", "").strip().lower() == "ecs"
+        return (environment_value("OBSERVABILITY_LOG_FORMAT") or "").strip().lower() == "ecs"
 
 
 on_reload(_format_cache.clear)
@@ -247,7 +247,7 @@ def logging_config(
 
     *Changed in issue 14*: stdout is batched as the file is.
     """
-    level = (level or os.environ.get("OBSERVABILITY_LOG_LEVEL") or "INFO").upper()
+    level = (level or environment_value("OBSERVABILITY_LOG_LEVEL") or "INFO").upper()
     handlers: dict[str, Any] = {
         "json_stdout": {
             "class": "observability_app.access_log.BatchingStreamHandler",
@@ -285,6 +285,17 @@ def logging_config(
             ACCESS_LOGGER: {"handlers": [access_handler], "level": "INFO", "propagate": False},
         },
     }
+
+
+def uses_app_logging() -> bool:
+    """Whether the app's JSON lines are configured: some handler of the root or the access logger formats with
+    :class:`JsonFormatter` (``LOGGING = logging_config()`` does). The system check ``observability_app.W006``
+    warns otherwise: without it a project silently gets no JSON at all."""
+    for name in ("", ACCESS_LOGGER):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler.formatter, JsonFormatter):
+                return True
+    return False
 
 
 def configure_stdout(level: str = "INFO") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -449,3 +450,213 @@ def test_a_batched_line_never_takes_the_trace_of_the_request_that_writes_the_bat
     untraced, traced = _lines(tmp_path)
     assert (untraced["trace_id"], untraced["span_id"]) == (None, None)
     assert (traced["trace_id"], traced["span_id"]) == ("a" * 32, "b" * 16)
+
+
+# -- stdout batched like the file --------------------------------------------------------------------------------
+def test_the_stdout_handler_holds_successes_and_writes_errors_at_once_with_what_waited():
+    import io
+
+    stream = io.StringIO()
+    handler = _handler_stream(stream)
+    try:
+        handler.write_values(_named("ok"), logging.INFO)
+        assert stream.getvalue() == ""
+        handler.handle(logging.makeLogRecord({"name": "app", "msg": "boom", "levelno": logging.ERROR}))
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [line["route"] or line["message"] for line in lines] == ["ok", "boom"]
+    finally:
+        handler.close()
+
+
+_CHILD = """
+import logging.config, os, signal, sys, time
+from observability_app.logging import logging_config
+logging.config.dictConfig(logging_config())
+logging.getLogger("child").info("pending line")
+mode = sys.argv[1]
+if mode == "fork":
+    pid = os.fork()
+    if pid == 0:
+        logging.getLogger("child").info("from the child")
+        logging.shutdown()
+        os._exit(0)
+    os.waitpid(pid, 0)
+elif mode == "sigterm":
+    sys.stderr.write("ready\\n"); sys.stderr.flush()
+    time.sleep(60)
+"""
+
+
+def _child(mode: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "", "OBSERVABILITY_LOG_LEVEL": "INFO"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+
+
+def _messages(stdout: str) -> list[str]:
+    return [json.loads(line)["message"] for line in stdout.splitlines()]
+
+
+def test_stdout_lines_are_written_at_exit():
+    child = _child("exit")
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert _messages(out) == ["pending line"]
+
+
+def test_stdout_lines_are_written_on_sigterm_and_the_process_still_ends_by_it():
+    import signal
+
+    child = _child("sigterm")
+    assert child.stderr.readline() == "ready\n"
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGTERM, err
+    assert _messages(out) == ["pending line"]
+
+
+def test_a_fork_writes_the_parents_batch_once_before_the_child_exists():
+    child = _child("fork")
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert _messages(out) == ["pending line", "from the child"]
+
+
+# -- a target that cannot take lines (issue 13, point 4) ---------------------------------------------------------
+def _dropped(handler: str) -> float:
+    from observability_app.metrics.registry import REGISTRY
+
+    return REGISTRY.get_sample_value("observability_log_lines_dropped_total", {"handler": handler}) or 0.0
+
+
+@pytest.mark.django_db
+def test_a_full_disk_drops_and_counts_lines_warns_once_and_every_request_succeeds(client, capfd):
+    """/dev/full answers every write with ENOSPC: requests go on, the lines are counted, one warning in all."""
+    from observability_app.access_log import BatchingStreamHandler
+
+    access, root = logging.getLogger(ACCESS_LOGGER), logging.getLogger()
+    file_handler = AccessLogHandler("/dev/full", buffer_lines=2, flush_seconds=60)
+    file_handler.setFormatter(JsonFormatter())
+    full = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115  (closed below)
+    stdout_like = BatchingStreamHandler(full, buffer_lines=2, flush_seconds=60)
+    stdout_like.setFormatter(JsonFormatter())
+    saved = access.handlers, root.handlers
+    before = _dropped("file"), _dropped("stream")
+    capfd.readouterr()
+    access.handlers, root.handlers = [file_handler], [stdout_like]
+    try:
+        statuses = [client.get(f"/api/v1/buckets/b{i}/artifacts/missing/1").status_code for i in range(6)]
+        for i in range(4):
+            root.warning("other line %s", i)
+    finally:
+        access.handlers, root.handlers = saved
+        file_handler.close()
+        stdout_like.close()
+        with contextlib.suppress(OSError):  # its buffer still holds what /dev/full refused
+            full.close()
+    assert statuses == [404] * 6
+    assert _dropped("file") - before[0] == 6 and file_handler.dropped == 6
+    assert _dropped("stream") - before[1] >= 4 and stdout_like.dropped >= 4
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "does not take lines" in line]
+    assert len(warnings) == 2, warnings  # one per handler, not one per batch
+    assert "'/dev/full'" in warnings[0] and "No space left on device" in warnings[0]
+
+
+def test_an_unwritable_file_does_not_stop_start_up_and_its_lines_are_dropped_and_counted(tmp_path):
+    """A real unwritable file: mode 0444, opened by a process that is not root (a forked child drops to nobody)."""
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="obs-unwritable-")
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "access.log")
+    with open(path, "w"):
+        pass
+    os.chmod(path, 0o444)
+    read, write = os.pipe()
+    err_read, err_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipes
+        code = 1
+        try:
+            os.dup2(err_write, 2)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            import sys
+
+            sys.stderr = os.fdopen(2, "w", closefd=False)
+            handler = AccessLogHandler(path, buffer_lines=2, flush_seconds=60)
+            handler.setFormatter(JsonFormatter())
+            for index in range(5):
+                handler.write_values(_named(f"r{index}"), logging.INFO)
+            handler.close()
+            os.write(write, str(handler.dropped).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    os.close(err_write)
+    _, status = os.waitpid(pid, 0)
+    dropped = os.read(read, 100).decode()
+    err = os.read(err_read, 10000).decode()
+    os.close(read)
+    os.close(err_read)
+    assert os.waitstatus_to_exitcode(status) == 0, err
+    assert dropped == "5"  # the last, lone line is written (dropped) at close
+    warnings = [line for line in err.splitlines() if "does not take lines" in line]
+    assert len(warnings) == 1 and "PermissionError" in warnings[0] and path in warnings[0]
+    assert os.path.getsize(path) == 0
+
+
+# -- upstream internals that survive on the hot path: each has a guard that fails when upstream changes shape ---
+def test_guard_prometheus_client_value_shape_that_observe_request_writes():
+    """metrics/http.py adds to ``MutexValue._value`` under one lock (0.3 us a request against 0.9 us through
+    ``inc()``/``observe()``, measured in benchmarks.middleware): the counts it writes must be the ones exposed."""
+    from prometheus_client import Counter, Histogram
+    from prometheus_client.values import MutexValue
+
+    from observability_app.metrics import families
+    from observability_app.metrics.http import clear_cache, observe_request
+    from observability_app.metrics.registry import REGISTRY
+
+    child = families.HTTP_REQUESTS.metric.labels("GET", "guard/<x>", "200")
+    assert type(child._value) is MutexValue and isinstance(child._value._value, float)
+    hist = families.HTTP_DURATION.metric.labels("GET", "guard/<x>")
+    assert {"_sum", "_buckets", "_upper_bounds"} <= set(vars(hist))
+    assert isinstance(families.HTTP_REQUESTS.metric, Counter) and isinstance(families.HTTP_DURATION.metric, Histogram)
+    clear_cache()
+    before = REGISTRY.get_sample_value("http_requests_total", {"method": "GET", "route": "guard/<x>", "status": "200"})
+    observe_request("GET", "guard/<x>", 200, 0.003)
+    after = REGISTRY.get_sample_value("http_requests_total", {"method": "GET", "route": "guard/<x>", "status": "200"})
+    assert after - (before or 0.0) == 1.0
+    bucket = REGISTRY.get_sample_value(
+        "http_request_duration_seconds_bucket", {"method": "GET", "route": "guard/<x>", "le": "0.005"}
+    )
+    assert bucket >= 1.0
+
+
+def test_guard_django_skips_logging_a_response_marked_as_logged():
+    """health/views.py sets ``response._has_been_logged`` so that a failing probe's 503 is not logged as an error
+    by django.request on every probe; Django's ``log_response`` must still honour it."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+    from django.utils.log import log_response
+
+    from .logcapture import capture_logs
+
+    response = HttpResponse(status=503)
+    response._has_been_logged = True
+    with capture_logs() as logs:
+        log_response("probe", request=RequestFactory().get("/health/ready"), response=response)
+        unmarked = HttpResponse(status=503)
+        log_response("probe", request=RequestFactory().get("/health/ready"), response=unmarked)
+    assert [line["message"] for line in logs.lines()] == ["probe"]

@@ -89,7 +89,7 @@ def test_example_project_passes_checks():
     ],
 )
 def test_misconfiguration_is_reported_with_stable_ids(observability, expected):
-    with override_settings(OBSERVABILITY=observability):
+    with override_settings(OBSERVABILITY=observability, DEBUG=True):  # a development project
         assert ids(checks.check_settings()) == expected
 
 
