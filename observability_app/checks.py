@@ -55,7 +55,15 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import DEFAULTS, DEVELOPMENT_ENVIRONMENTS, RENAMED, build_settings, is_production, problems
+from .conf import (
+    DEFAULTS,
+    DEVELOPMENT_ENVIRONMENTS,
+    RENAMED,
+    build_settings,
+    environment_value,
+    is_production,
+    problems,
+)
 
 MIDDLEWARE_PATH = "observability_app.middleware.ObservabilityMiddleware"
 _ID = "observability_app.{}"
@@ -243,7 +251,7 @@ def check_metrics_tracing_health(app_configs: Any = None, **kwargs: Any) -> list
                 "Read it from a secret (OBSERVABILITY_METRICS_TOKEN) or leave it unset.",
             )
         )
-    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    multiproc = environment_value("PROMETHEUS_MULTIPROC_DIR")
     if multiproc and not (os.path.isdir(multiproc) and os.access(multiproc, os.W_OK)):
         errors.append(
             _error(
@@ -427,7 +435,6 @@ _WORKER_SECONDS = ("WORKER_PUSH_INTERVAL", "WORKER_HEARTBEAT_INTERVAL", "WORKER_
 @register(Tags.compatibility)
 def check_background_work(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Settings of the worker's port, Pushgateway, heartbeat, the Celery app and the sampling tables."""
-    import os
     from urllib.parse import urlsplit
 
     from . import tracing
@@ -496,7 +503,7 @@ def check_background_work(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id=_ID.format("W040"),
                 )
             )
-    if (port is not None or push) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if (port is not None or push) and not environment_value("PROMETHEUS_MULTIPROC_DIR"):
         messages.append(
             Warning(
                 "A worker metrics port or Pushgateway is set but PROMETHEUS_MULTIPROC_DIR is not: the counts of"
