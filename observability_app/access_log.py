@@ -224,7 +224,7 @@ class AccessLog:
             attributes.update(extra)
         attributes["obs_context"] = ctx
         message = values["message"]
-        logger.handle(logger.makeRecord(ACCESS_LOGGER, level, __file__, 0, message, None, None, None, attributes))
+        logger.handle(logger.makeRecord(ACCESS_LOGGER, level, __file__, 0, message, (), None, None, attributes))
 
 
 def _body_size(response: Any) -> int | None:
@@ -415,7 +415,7 @@ class AccessLogHandler(BatchingHandler, logging.FileHandler):
 
     def _target(self) -> Any:
         if self.stream is None:
-            if self.mode == "w" and self._closed:
+            if self.mode == "w" and getattr(self, "_closed", False):
                 return None
             try:
                 self.stream = self._open()
