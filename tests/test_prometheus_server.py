@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
-import time
 import urllib.parse
 
 import pytest
 
 from tests import servers
-from tests.servers import GunicornServer, free_port, http, require_tool
+from tests.prometheus import PrometheusServer
+from tests.servers import GunicornServer, http, require_tool
 
 server_database = servers.server_database
 _migrated_sqlite = servers._migrated_sqlite
@@ -22,27 +21,7 @@ TOKEN = "scrape-token-0123456789"
 ROUTE = "api/v1/buckets/<name:bucket>/artifacts/<name:name>/<name:version>"
 
 
-def _query(base: str, expression: str) -> list[dict]:
-    answer = http(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expression}))
-    assert answer.status == 200, answer.body[:300]
-    data = json.loads(answer.body)
-    assert data["status"] == "success", data
-    return data["data"]["result"]
-
-
-def _wait_for(base: str, expression: str, accept, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    result: list[dict] = []
-    while time.monotonic() < deadline:
-        result = _query(base, expression)
-        if accept(result):
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"{expression} never satisfied the test within {timeout} s; last result {result}")
-
-
 def test_prometheus_scrapes_and_queries_the_request_counter(server_database, tmp_path):
-    prometheus = require_tool("/usr/bin/prometheus")
     env = {"OBSERVABILITY_METRICS_TOKEN": TOKEN}
     with GunicornServer(server_database.url, tmp_path / "app", workers=2, env=env) as server:
         body = b"weights"
@@ -59,14 +38,7 @@ def test_prometheus_scrapes_and_queries_the_request_counter(server_database, tmp
             assert http(server.url("/api/v1/buckets/prom/artifacts/model/99")).status == 404
         assert http(server.url("/metrics")).status == 401  # the token protects it
 
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            f"""
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
+        jobs = f"""\
   - job_name: bucket
     authorization:
       type: Bearer
@@ -80,57 +52,29 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:{server.port}"]
 """
-        )
-        log = (tmp_path / "prometheus.log").open("wb")
-        process = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if http(f"{base}/-/ready", timeout=2).status == 200:
-                        break
-                except OSError:
-                    pass
-                assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
-                time.sleep(0.3)
-            up = _wait_for(base, 'up{job="bucket"}', lambda r: r and r[0]["value"][1] == "1")
+        with PrometheusServer(tmp_path / "prometheus", jobs) as prometheus:
+            up = prometheus.wait_for('up{job="bucket"}', lambda r: r and r[0]["value"][1] == "1")
             assert up[0]["metric"]["instance"] == f"127.0.0.1:{server.port}"
-            _wait_for(base, 'up{job="bucket-wrong-token"}', lambda r: r and r[0]["value"][1] == "0")
+            prometheus.wait_for('up{job="bucket-wrong-token"}', lambda r: r and r[0]["value"][1] == "0")
 
-            created = _wait_for(
-                base,
+            created = prometheus.wait_for(
                 f'sum(http_requests_total{{job="bucket",route="{ROUTE}",method="PUT",status="201"}})',
                 lambda r: r and float(r[0]["value"][1]) >= 7,
             )
             assert float(created[0]["value"][1]) == 7
-            missing = _query(base, f'sum(http_requests_total{{job="bucket",route="{ROUTE}",status="404"}})')
+            missing = prometheus.query(f'sum(http_requests_total{{job="bucket",route="{ROUTE}",status="404"}})')
             assert float(missing[0]["value"][1]) == 5
-            writes = _query(base, 'sum(bucket_artifact_write_total{job="bucket",outcome="success"})')
+            writes = prometheus.query('sum(bucket_artifact_write_total{job="bucket",outcome="success"})')
             assert float(writes[0]["value"][1]) == 7
-            stored = _query(base, 'sum(bucket_storage_objects{job="bucket"})')
+            stored = prometheus.query('sum(bucket_storage_objects{job="bucket"})')
             assert float(stored[0]["value"][1]) == 7
-            ready = _query(base, 'health_ready{job="bucket"}')
+            ready = prometheus.query('health_ready{job="bucket"}')
             assert ready[0]["value"][1] == "1"
             # No raw bucket name ever reaches Prometheus: only bins.
-            bins = _query(base, 'count by (bucket) (bucket_artifact_write_total{job="bucket"})')
+            bins = prometheus.query('count by (bucket) (bucket_artifact_write_total{job="bucket"})')
             assert bins and all(item["metric"]["bucket"].startswith("bin-") for item in bins)
-            series = http(f"{base}/api/v1/series?" + urllib.parse.urlencode({"match[]": '{job="bucket"}'}))
+            series = http(f"{prometheus.base}/api/v1/series?" + urllib.parse.urlencode({"match[]": '{job="bucket"}'}))
             assert b'"prom"' not in series.body
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            log.close()
 
 
 def test_promtool_accepts_the_metrics_output(server_database, tmp_path):
