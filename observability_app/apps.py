@@ -6,6 +6,8 @@ import contextlib
 
 from django.apps import AppConfig
 
+__all__ = ["ObservabilityConfig"]
+
 
 class ObservabilityConfig(AppConfig):
     name = "observability_app"

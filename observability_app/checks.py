@@ -367,7 +367,6 @@ def _check_health_classes(paths: Any, values: dict[str, Any]) -> list[Any]:
     return errors
 
 
-__all__ = ["DEFAULTS", "check_metrics_tracing_health", "check_middleware", "check_settings"]
 # Compliance browser (the admin): ids E070-E079 / W070-W079.
 _ADMIN_INT_KEYS = ("ADMIN_COUNT_LIMIT", "ADMIN_MAX_PAGE_DEPTH", "ADMIN_EXPORT_CHUNK_SIZE")
 ADMIN_COUNT_LIMIT_WARN = 1_000_000
@@ -423,9 +422,6 @@ def _trace_url_ok(value: Any) -> bool:
     except ValueError:
         return False
     return fields == {"trace_id"} and parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-__all__ = ["DEFAULTS", "check_admin_settings", "check_middleware", "check_settings"]
 
 
 # Background work: the Celery integration, worker probes and metrics, trace sampling (ids E040-E049, W040-W049).
@@ -572,3 +568,15 @@ def check_audit_db_role(app_configs: Any = None, databases: Any = None, **kwargs
             )
         )
     return warnings
+
+
+__all__ = [
+    "DEFAULTS",
+    "check_admin_settings",
+    "check_audit_db_role",
+    "check_background_work",
+    "check_logging",
+    "check_metrics_tracing_health",
+    "check_middleware",
+    "check_settings",
+]

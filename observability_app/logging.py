@@ -36,6 +36,21 @@ from .redaction import redact, scrub_text
 from .tracing import active as _tracing_on  # whether spans are made: then lines take their ids
 from .tracing import current_trace_ids as _trace_ids
 
+__all__ = [
+    "ACCESS_LOGGER",
+    "FIELDS",
+    "JOB_LOGGER",
+    "ContextFilter",
+    "JsonFormatter",
+    "RunserverRequestFilter",
+    "configure_stdout",
+    "ecs_format",
+    "format_timestamp",
+    "identity",
+    "logging_config",
+    "uses_app_logging",
+]
+
 ACCESS_LOGGER = "observability_app.access"
 JOB_LOGGER = "observability_app.jobs"
 
