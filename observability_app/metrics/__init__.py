@@ -21,8 +21,6 @@ once and /metrics answers 404. Under gunicorn with several workers set ``PROMETH
 
 from __future__ import annotations
 
-from typing import Any
-
 _state = {"ready": False, "hooked": False}
 
 
@@ -79,23 +77,26 @@ def _apply(enabled: bool) -> None:
     if enabled and not _state["ready"]:
         from prometheus_client import disable_created_metrics
 
-        from . import audit, database, families  # noqa: F401  (creates the metrics)
+        from . import audit, database, families, logs  # noqa: F401  (creates the metrics)
 
         # *_created series double the output of every counter and histogram; Prometheus does not need them.
         disable_created_metrics()
         database.install()
         audit.connect()
+        logs.connect()
         _state["ready"] = True
     elif enabled:
-        from . import audit, database
+        from . import audit, database, logs
 
         database.install()
         audit.connect()
+        logs.connect()
     elif _state["ready"]:
-        from . import audit, database
+        from . import audit, database, logs
 
         database.uninstall()
         audit.disconnect()
+        logs.disconnect()
     bucket_metrics._enable(enabled)
 
 
@@ -107,12 +108,13 @@ def _on_settings_change() -> None:
         families.refresh()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "observe_request":
-        from .http import observe_request
+def observe_request(method: str, route: str, status: int, duration_s: float) -> None:
+    """Count one request: :func:`observability_app.metrics.http.observe_request` (the middleware calls that one
+    directly). A plain function, not a module ``__getattr__``, so that type checkers see it; the metrics are
+    created on the first call, not when this package is imported."""
+    from .http import observe_request as _observe
 
-        return observe_request
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _observe(method, route, status, duration_s)
 
 
 __all__ = ["is_enabled", "observe_request", "setup"]
