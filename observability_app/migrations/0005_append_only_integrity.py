@@ -74,24 +74,28 @@ DROP FUNCTION IF EXISTS observability_audit_purge_role();
 DROP FUNCTION IF EXISTS observability_audit_refuse();
 """
 
-# Migration 0002's triggers, restored on the way back.
+# Migration 0002's functions and triggers, restored on the way back: its POSTGRES_INSTALL byte for byte, so that a
+# database taken back below this migration holds what one never taken past 0004 holds (tests/test_migrations.py).
 POSTGRES_0002 = """
 CREATE OR REPLACE FUNCTION observability_audit_refuse_update() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'observability_audit_event is append-only: UPDATE refused' USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
+
 CREATE OR REPLACE FUNCTION observability_audit_guard_delete() RETURNS trigger AS $$
 BEGIN
     IF coalesce(current_setting('observability_app.purge_gate', true), '') = 'open' THEN
         RETURN OLD;
     END IF;
-    RAISE EXCEPTION 'observability_audit_event is append-only: DELETE refused outside purge_expired_audit'
-        USING ERRCODE = 'insufficient_privilege';
+    RAISE EXCEPTION 'observability_audit_event is append-only: DELETE refused outside purge_expired_audit' USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
+
+DROP TRIGGER IF EXISTS observability_audit_no_update ON observability_audit_event;
 CREATE TRIGGER observability_audit_no_update BEFORE UPDATE ON observability_audit_event
     FOR EACH ROW EXECUTE FUNCTION observability_audit_refuse_update();
+DROP TRIGGER IF EXISTS observability_audit_no_delete ON observability_audit_event;
 CREATE TRIGGER observability_audit_no_delete BEFORE DELETE ON observability_audit_event
     FOR EACH STATEMENT EXECUTE FUNCTION observability_audit_guard_delete();
 """
