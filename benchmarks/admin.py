@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
     from django.test import Client
 
-    from observability_app.auditors import ensure_auditor_group
+    from observability_app.admin.permissions import ensure_auditor_group
     from observability_app.conf import settings as obs_settings
 
     call_command("migrate", verbosity=0)

@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from observability_app import audit
 from observability_app.admin.events import AuditEventAdmin
 from observability_app.admin.pagination import EstimatedCountPaginator, PageTooDeep, planner_estimate
+from observability_app.admin.permissions import ensure_auditor_group
 from observability_app.admin.search import exact_search, parse
 from observability_app.audit import export
 from observability_app.audit.models import AuditEvent
-from observability_app.auditors import ensure_auditor_group
 from observability_app.checks import check_admin_settings
 
 CHANGELIST = "/admin/observability_app/auditevent/"

@@ -18,9 +18,9 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from observability_app import audit
+from observability_app.admin.permissions import ensure_auditor_group
 from observability_app.audit import integrity
 from observability_app.audit.models import AuditEvent
-from observability_app.auditors import ensure_auditor_group
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -17,10 +17,10 @@ from django.test import override_settings
 
 from observability_app import audit
 from observability_app.admin import detail
+from observability_app.admin.permissions import ensure_auditor_group
 from observability_app.audit import integrity
 from observability_app.audit.canonical import DIGEST_FIELDS, digest_material, dumps, normalize_payload
 from observability_app.audit.models import AuditEvent, AuditSeal
-from observability_app.auditors import ensure_auditor_group
 from tests.attacker import triggers_off
 
 pytestmark = pytest.mark.django_db(transaction=True)

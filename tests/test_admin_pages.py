@@ -16,9 +16,9 @@ from django.db import close_old_connections
 from observability_app import audit
 from observability_app.admin.integrity import trail_integrity
 from observability_app.admin.lineage import artifact_lineage
+from observability_app.admin.permissions import ensure_auditor_group
 from observability_app.admin.timeline import correlation_timeline, format_offset
 from observability_app.audit.models import AuditEvent, AuditSeal, AuditVerification
-from observability_app.auditors import ensure_auditor_group
 from observability_app.checks import check_admin_settings
 
 CHANGELIST = "/admin/observability_app/auditevent/"

@@ -1,8 +1,13 @@
-"""``manage.py create_auditor_group`` (observability_app.auditors) and the example project's ``create_demo_auditor``."""
+"""``manage.py create_auditor_group`` (observability_app.admin.permissions), its deprecated alias
+observability_app.auditors, and the example project's ``create_demo_auditor``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -12,7 +17,7 @@ from django.core.management.base import CommandError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observability_app.auditors import AuditorGroupError, ensure_auditor_group, view_permissions
+from observability_app.admin.permissions import AuditorGroupError, ensure_auditor_group, view_permissions
 
 CHANGELIST = "/admin/observability_app/auditevent/"
 
@@ -133,3 +138,30 @@ def test_create_demo_auditor_prints_a_login_once(client, django_user_model):
     assert client.post(CHANGELIST + "add/", {}).status_code == 403
     second = run("create_demo_auditor")
     assert "exists" in second and password not in second
+
+
+def test_the_old_module_name_still_works_and_warns_its_importer():
+    """``observability_app.auditors`` (before 0.2) re-exports the same objects and warns where it is imported."""
+    from observability_app.admin import permissions
+
+    sys.modules.pop("observability_app.auditors", None)
+    with pytest.warns(DeprecationWarning, match=r"import from observability_app\.admin\.permissions") as caught:
+        import observability_app.auditors as old
+    assert [warning.filename for warning in caught] == [__file__]  # the importer's line, not importlib's
+    assert old.__all__ == permissions.__all__
+    assert all(getattr(old, name) is getattr(permissions, name) for name in permissions.__all__)
+
+
+def test_the_package_and_the_example_do_not_import_the_old_module_name():
+    """Run as an operator would, the command loads no deprecated module (the example's commands neither)."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import django; django.setup();"
+         " import observability_app.management.commands.create_auditor_group,"
+         " example_project.bucket.management.commands.create_demo_auditor, sys;"
+         " print('observability_app.auditors' in sys.modules)"],
+        cwd=root, env={**os.environ, "DJANGO_SETTINGS_MODULE": "example_project.settings"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...auditors import AUDITOR_GROUP, AuditorGroupError, ensure_auditor_group
+from ...admin.permissions import AUDITOR_GROUP, AuditorGroupError, ensure_auditor_group
 
 
 class Command(BaseCommand):

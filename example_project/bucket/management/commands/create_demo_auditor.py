@@ -11,7 +11,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from observability_app.auditors import ensure_auditor_group
+from observability_app.admin.permissions import ensure_auditor_group
 
 
 class Command(BaseCommand):
