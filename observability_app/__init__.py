@@ -11,4 +11,6 @@ Record audit events with :func:`observability_app.audit.record`. Every setting i
 ``docs/settings.md``; ``manage.py check`` validates them.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

@@ -48,6 +48,27 @@ from django.core.exceptions import ImproperlyConfigured
 from . import context
 from .conf import settings
 
+__all__ = [
+    "CLIENT_GRACE_SECONDS",
+    "DEFAULT",
+    "Breaker",
+    "DatabaseTimeout",
+    "bounded",
+    "breaker",
+    "database_not_required",
+    "install",
+    "is_unavailable",
+    "ping",
+    "probe_soon",
+    "reason_for",
+    "recover",
+    "response_for_exception",
+    "shed",
+    "trip",
+    "unavailable_response",
+]
+
+
 logger = logging.getLogger("observability_app.database")
 
 #: Seconds past the server's ``statement_timeout`` after which the client gives up on a wait: a live server always

@@ -29,6 +29,9 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["CUSTOM", "ECS_VERSION", "FIELD_MAP", "LABELS", "OUTCOMES", "to_ecs"]
+
+
 #: The ECS release whose field definitions the lines follow (tests/fixtures/ecs_fields.json holds them).
 ECS_VERSION = "8.11.0"
 

@@ -35,6 +35,20 @@ from .ids import new_id, safe_id
 from .logging import JOB_LOGGER
 from .metrics import jobs as job_metrics
 
+__all__ = [
+    "INLINE_QUEUE",
+    "KEY",
+    "MAX_ATTEMPT",
+    "JobIds",
+    "JobRun",
+    "carry",
+    "job_context",
+    "next_attempt",
+    "run",
+    "safe_attempt",
+]
+
+
 KEY = "_observability"
 #: The queue label of jobs run by :func:`run` (no broker queue).
 INLINE_QUEUE = "inline"

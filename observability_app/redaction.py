@@ -13,6 +13,9 @@ from typing import Any
 
 from .conf import on_reload, settings
 
+__all__ = ["REDACTED", "SECRET_WORDS", "is_secret_key", "redact", "redact_headers", "redact_value", "scrub_text"]
+
+
 REDACTED = "[REDACTED]"
 SECRET_WORDS = (
     "password",

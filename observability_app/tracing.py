@@ -52,6 +52,33 @@ from typing import Any
 
 from .conf import environment_value, settings
 
+__all__ = [
+    "CALLER_CONTEXT_SENDS",
+    "DEFAULT_ENVIRONMENT_RATE",
+    "EXPORTERS",
+    "INSTRUMENTATIONS",
+    "NEVER_SAMPLED",
+    "OTLP_TRACES_PATH",
+    "ForkSafeExportProcessor",
+    "RuleSampler",
+    "TracingConfig",
+    "active",
+    "available_instrumentations",
+    "caller_context",
+    "current_trace_ids",
+    "environment_rate",
+    "excluded_urls_pattern",
+    "install",
+    "missing_instrumentations",
+    "post_fork",
+    "provider",
+    "resolve",
+    "sampling_rules",
+    "setup",
+    "shutdown",
+]
+
+
 EXPORTERS = ("otlp", "console", "none")
 OTLP_TRACES_PATH = "/v1/traces"
 

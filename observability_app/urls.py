@@ -9,6 +9,9 @@ from django.urls import path
 from .health import views as health_views
 from .metrics import views as metrics_views
 
+__all__ = ["app_name", "urlpatterns"]
+
+
 app_name = "observability_app"
 
 urlpatterns: list = [

@@ -35,6 +35,27 @@ from typing import Any
 
 from .conf import settings
 
+__all__ = [
+    "FAIL",
+    "MAX_STATE_BYTES",
+    "PASS",
+    "PUSH_SKIPPED_PREFIXES",
+    "STATE_FILE_NAME",
+    "ProbeResult",
+    "Pusher",
+    "WorkerServer",
+    "WorkerState",
+    "evaluate",
+    "port_setting",
+    "pushgateway_url",
+    "read_state",
+    "render",
+    "seconds_setting",
+    "state_file",
+    "write_state",
+]
+
+
 logger = logging.getLogger("observability_app.worker")
 
 PASS = "pass"

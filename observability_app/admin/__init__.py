@@ -9,6 +9,9 @@ from django.contrib import admin
 
 from . import events, holds  # noqa: F401  (each module registers its ModelAdmin)
 
+__all__ = ["INDEX_TEMPLATE"]
+
+
 INDEX_TEMPLATE = "admin/observability_app/index.html"
 
 if admin.site.index_template is None:

@@ -24,6 +24,19 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+__all__ = [
+    "DEFAULT_DAYS",
+    "PALETTE",
+    "SMALL_SELECTION_DAYS",
+    "DailyCounts",
+    "colours",
+    "daily_counts",
+    "render",
+    "small_selection_counts",
+    "window",
+]
+
+
 #: Days shown when no period is drilled into (ending at the newest event of the selection).
 DEFAULT_DAYS = 31
 #: The most days a small selection's chart reaches back to show its first events.

@@ -25,6 +25,9 @@ from django.db.models import Min, QuerySet
 from django.utils import formats, timezone
 from django.utils.text import capfirst
 
+__all__ = ["MAX_YEARS", "SMALL_SELECTION", "date_hierarchy", "periods_of", "skip_scan"]
+
+
 #: At most this many years are listed (events back-dated across centuries must not cost a probe per year).
 MAX_YEARS = 100
 #: Selections counted exactly at up to this many rows are bucketed from their timestamps (one query).

@@ -33,6 +33,18 @@ from ..audit.canonical import signing_key
 from ..audit.integrity import event_seal_status, seal_signature_valid
 from ..audit.models import AuditEvent, AuditSeal
 
+__all__ = [
+    "HEADLINES",
+    "VERIFY_HINT",
+    "Finding",
+    "SealState",
+    "pretty_json",
+    "render_findings",
+    "render_headline",
+    "seal_state",
+]
+
+
 logger = logging.getLogger("observability_app.admin")
 
 TAMPERED, SEALED, NOT_SEALED, UNKNOWN = "tampered", "sealed", "not-sealed", "unknown"

@@ -16,6 +16,9 @@ import html
 
 from django.utils.safestring import SafeString, mark_safe
 
+__all__ = ["SHORT", "event_type_label", "short_id"]
+
+
 #: Values up to this many characters fit their column whole: no copy button is added to them.
 SHORT = 12
 

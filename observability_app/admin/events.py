@@ -57,6 +57,20 @@ from .integrity import trail_integrity
 from .pagination import EstimatedCountPaginator
 from .search import exact_search
 
+__all__ = [
+    "ARTIFACT_TYPES",
+    "DATE_FIELD",
+    "DATE_PARAMETERS",
+    "FILTER_PARAMETERS",
+    "LIST_DEFERRED",
+    "MAX_PK",
+    "MAX_SELECTED",
+    "ORDERING",
+    "AuditEventAdmin",
+    "AuditEventChangeList",
+]
+
+
 logger = logging.getLogger("observability_app.admin")
 
 DATE_FIELD = "occurred_at"

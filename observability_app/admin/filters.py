@@ -16,6 +16,9 @@ from django.db.models import QuerySet
 from ..audit import registry
 from .search import storable
 
+__all__ = ["RECENT_ACTORS", "RECENT_WINDOW", "ActorFilter", "CorrelationFilter", "EventTypeFilter"]
+
+
 #: How many of the newest events the actor quick picks are taken from (an index scan of this many rows).
 RECENT_WINDOW = 500
 #: How many actor quick picks are shown.

@@ -11,6 +11,8 @@ from ..audit import holds, registry
 from ..audit.exceptions import InvalidAuditEvent
 from ..audit.models import LegalHold
 
+__all__ = ["LegalHoldAdmin", "LegalHoldForm"]
+
 
 class LegalHoldForm(forms.ModelForm):
     class Meta:

@@ -17,6 +17,8 @@ from django.utils.timesince import timesince
 from ..audit.models import AuditEvent, AuditSeal, AuditVerification
 from ..conf import settings
 
+__all__ = ["TrailIntegrity", "trail_integrity"]
+
 
 @dataclass(frozen=True)
 class TrailIntegrity:

@@ -26,6 +26,28 @@ from django.utils.safestring import SafeString, mark_safe
 from ..audit.models import AuditEvent
 from .search import storable
 
+__all__ = [
+    "ACCESSED",
+    "CHAIN_TYPES",
+    "CREATED",
+    "DECIDED",
+    "DECISION_CLASS",
+    "LABEL_CHARS",
+    "MAX_ACCESSES",
+    "MAX_NODES",
+    "MAX_REFS",
+    "OVERTURNED",
+    "PROVENANCE",
+    "Lineage",
+    "Node",
+    "Reader",
+    "artifact_lineage",
+    "decision_rows",
+    "layout",
+    "render_graph",
+]
+
+
 PROVENANCE = "PROVENANCE_CHAIN_VERIFIED"
 CREATED = "ARTIFACT_CREATED"
 DECIDED = "SAFETY_DECISION_RECORDED"

@@ -32,6 +32,17 @@ from django.utils.functional import cached_property
 
 from ..conf import settings
 
+__all__ = [
+    "INVALID_PAGE",
+    "MIN_PAGE",
+    "NO_RESULTS",
+    "EstimatedCountPaginator",
+    "PageTooDeep",
+    "planner_estimate",
+    "table_estimate",
+]
+
+
 INVALID_PAGE = "That page number is not an integer"
 MIN_PAGE = "That page number is less than 1"
 NO_RESULTS = "That page contains no results"

@@ -20,6 +20,9 @@ from django.db.models import Q, QuerySet
 
 from ..audit.models import AuditEvent
 
+__all__ = ["PREFIXES", "SEARCH_COLUMNS", "SearchTerm", "exact_q", "exact_search", "parse", "storable"]
+
+
 #: Columns an unprefixed term is compared with; each has its own index (see AuditEvent.Meta.indexes).
 SEARCH_COLUMNS = ("correlation_id", "request_id", "subject", "actor")
 #: Prefix (lower case, without the colon) -> column.

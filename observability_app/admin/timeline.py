@@ -18,6 +18,9 @@ from ..audit.models import AuditEvent
 from ..conf import settings
 from .search import storable
 
+__all__ = ["COLUMNS", "MAX_EVENTS", "Entry", "Timeline", "correlation_timeline", "format_offset", "trace_url"]
+
+
 #: At most this many events are shown; a longer correlation says so and links to the filtered changelist.
 MAX_EVENTS = 5000
 #: Columns a timeline entry needs (the payload is read only for its size-bounded summary on the page).

@@ -19,6 +19,26 @@ from typing import Any
 
 from .exceptions import InvalidAuditEvent
 
+__all__ = [
+    "DIGEST_FIELDS",
+    "DIGEST_VERSION",
+    "EVENT_COLUMNS",
+    "MAX_DEPTH",
+    "RowDigester",
+    "digest_material",
+    "digest_material_values",
+    "dumps",
+    "encode_payload",
+    "event_digest",
+    "format_time",
+    "mac_hex",
+    "normalize_payload",
+    "signing_key",
+    "stored_event_digest",
+    "values_text",
+]
+
+
 MAX_DEPTH = 32
 _encode_string = json.encoder.encode_basestring  # the C encoder when available
 _dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode

@@ -21,6 +21,19 @@ from .canonical import (
 )
 from .models import AuditSeal
 
+__all__ = [
+    "LEAF",
+    "PurgeContext",
+    "iter_leaves",
+    "leaf_ids",
+    "pack_leaves",
+    "purge_digest",
+    "seal_digest",
+    "seal_signature_valid",
+    "verification_digest",
+]
+
+
 LEAF = 40  # 8-byte id + 32-byte digest
 
 

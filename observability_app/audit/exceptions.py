@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "AppendOnlyViolation",
+    "AuditError",
+    "InvalidAuditEvent",
+    "MissingPayloadFields",
+    "PayloadTooLarge",
+    "UnknownEventType",
+]
+
 
 class AuditError(Exception):
     """Base class: every error the audit API raises on purpose."""

@@ -31,6 +31,24 @@ from ..conf import settings
 from .canonical import EVENT_COLUMNS, dumps, format_time
 from .models import AuditEvent
 
+__all__ = [
+    "FIELDS",
+    "FILTER_LIST_ITEMS",
+    "FILTER_VALUE_CHARS",
+    "FORMATS",
+    "UnknownExportFormat",
+    "bounded_filter",
+    "csv_lines",
+    "event_record",
+    "export_lines",
+    "export_response",
+    "jsonl_lines",
+    "record_export",
+    "recorded_export_lines",
+    "stream_events",
+]
+
+
 #: Format name (the URL's last part) -> (content type, file extension).
 FORMATS = {
     "csv": ("text/csv; charset=utf-8", "csv"),

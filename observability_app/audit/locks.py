@@ -19,6 +19,18 @@ from datetime import UTC, datetime
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+__all__ = [
+    "HOLDS_LOCK",
+    "WRITERS_LOCK_KEY",
+    "WRITERS_LOCK_SQL",
+    "LockBusy",
+    "database_now",
+    "exclusive",
+    "holds_serialized",
+    "take_writers_lock",
+    "writers_in_progress",
+]
+
 
 class LockBusy(Exception):
     """Another process holds the lock."""

@@ -19,6 +19,18 @@ from django.db import models, router, transaction
 from .exceptions import AppendOnlyViolation
 from .locks import take_writers_lock
 
+__all__ = [
+    "AppendOnlyQuerySet",
+    "AuditEvent",
+    "AuditEventQuerySet",
+    "AuditPurgeRecord",
+    "AuditSeal",
+    "AuditVerification",
+    "LegalHold",
+    "LegalHoldQuerySet",
+    "LegalHoldRelease",
+]
+
 
 class AppendOnlyQuerySet(models.QuerySet):
     """A queryset that refuses every bulk change: rows of these tables are written once and never edited."""

@@ -15,6 +15,18 @@ from ..redaction import redact_value
 from .recording import record
 from .signals import SIGNAL_EVENT_TYPES, config_changed
 
+__all__ = [
+    "connect_admin_log",
+    "connect_auth_signals",
+    "connect_builtin_signals",
+    "on_log_entry_saved",
+    "on_login",
+    "on_login_failed",
+    "on_logout",
+    "record_admin_entry",
+]
+
+
 _RECORD_OPTIONS = ("subject", "actor", "outcome", "occurred_at")
 _ADMIN_ACTIONS = {1: "addition", 2: "change", 3: "deletion"}
 

@@ -29,6 +29,9 @@ from .locks import WRITERS_LOCK_SQL, take_writers_lock
 from .models import AuditEvent
 from .signals import event_recorded
 
+__all__ = ["OUTCOMES", "build_row", "record", "record_many", "trace_ids_provider"]
+
+
 _COLUMNS = EVENT_COLUMNS
 _MAX_LENGTHS = {
     name: AuditEvent._meta.get_field(name).max_length

@@ -17,6 +17,20 @@ from typing import Any
 
 from .exceptions import UnknownEventType
 
+__all__ = [
+    "ARTIFACT_LIFETIME",
+    "BUILTIN_TYPES",
+    "PERMANENT",
+    "EventType",
+    "all_types",
+    "get",
+    "register",
+    "register_from_settings",
+    "retention_for",
+    "unregister",
+]
+
+
 PERMANENT = "permanent"
 ARTIFACT_LIFETIME = "artifact_lifetime"
 

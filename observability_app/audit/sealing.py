@@ -30,6 +30,9 @@ from .locks import exclusive, writers_in_progress
 from .models import AuditEvent, AuditSeal
 from .problems import Problem
 
+__all__ = ["SEAL_LOCK", "SealResult", "UnanchoredChain", "event_seal_status", "late_carriers", "seal", "seal_for"]
+
+
 SEAL_LOCK = "observability_app.seal"
 
 

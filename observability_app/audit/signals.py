@@ -17,6 +17,20 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
+__all__ = [
+    "SIGNAL_EVENT_TYPES",
+    "artifact_accessed",
+    "artifact_created",
+    "artifact_deleted",
+    "config_changed",
+    "event_recorded",
+    "integrity_check_failed",
+    "provenance_chain_verified",
+    "safety_decision_overturned",
+    "safety_decision_recorded",
+]
+
+
 #: Sent after an event was written (inside the caller's transaction): ``sender=AuditEvent``, ``event_type``,
 #: ``count``. Metrics count events by type from it. (Defined here, beside the type signals, so that it can be
 #: imported without the models; :mod:`observability_app.audit.recording` sends it.)

@@ -44,6 +44,18 @@ from .models import AuditEvent, AuditPurgeRecord, AuditSeal, AuditVerification, 
 from .problems import Problem
 from .sealing import _checkpoint_problems, _rescan_start, late_carriers
 
+__all__ = [
+    "DEFAULT_SAMPLE_SEALS",
+    "Report",
+    "connection_vendor",
+    "content_mismatches",
+    "hold_problems",
+    "last_verification",
+    "verification_finished",
+    "verify",
+]
+
+
 #: Sent after every :func:`verify` run with ``report`` and ``using``: the metrics module counts failures from it
 #: (the audit package never imports metrics).
 verification_finished = Signal()

@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
+__all__ = ["FAIL", "PASS", "CheckResult", "HealthCheck", "HealthCheckFailed"]
+
+
 PASS = "pass"
 FAIL = "fail"
 

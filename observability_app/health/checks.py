@@ -18,6 +18,8 @@ from .. import database
 from ..conf import settings
 from .base import HealthCheck, HealthCheckFailed
 
+__all__ = ["CacheCheck", "DatabaseCheck", "MigrationsCheck", "QueueCheck"]
+
 
 class DatabaseCheck(HealthCheck):
     """``SELECT 1`` on each database alias; one check per alias (``database``, ``database:<alias>``)."""

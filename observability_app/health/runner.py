@@ -26,6 +26,8 @@ from django.utils.module_loading import import_string
 from ..conf import on_reload, settings
 from .base import FAIL, PASS, CheckResult, HealthCheck, HealthCheckFailed
 
+__all__ = ["HealthReport", "Runner", "liveness", "load_checks", "readiness"]
+
 
 @dataclass(frozen=True)
 class HealthReport:

@@ -16,6 +16,9 @@ from ..compat import login_not_required
 from ..database import database_not_required
 from .runner import HealthReport, liveness, readiness
 
+__all__ = ["live", "ready"]
+
+
 _ALLOWED = ("GET", "HEAD")
 
 

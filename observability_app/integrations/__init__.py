@@ -13,6 +13,8 @@ the settings name (``CELERY_APP``, ``SENTRY_DSN``, ``METRICS_OTLP_ENDPOINT``).
 
 from __future__ import annotations
 
+__all__ = ["setup"]
+
 
 def setup() -> None:
     """Install the integrations named in the settings: ``CELERY_APP``, ``SENTRY_DSN``, ``METRICS_OTLP_ENDPOINT``.

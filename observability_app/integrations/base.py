@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+__all__ = ["Integration"]
+
 
 class Integration:
     """An integration with a library the app does not depend on.

@@ -47,6 +47,21 @@ from ..conf import settings
 from ..metrics import jobs as job_metrics
 from .base import Integration
 
+__all__ = [
+    "DEFAULT_QUEUE",
+    "HEADER_CORRELATION",
+    "HEADER_PUBLISHED",
+    "HEADER_REQUEST",
+    "TRACE_HEADERS",
+    "BrokerCollector",
+    "CeleryIntegration",
+    "TraceOutcomeFilter",
+    "install",
+    "integration",
+    "order_signal_handlers",
+]
+
+
 HEADER_CORRELATION = "x_correlation_id"
 HEADER_REQUEST = "x_request_id"
 HEADER_PUBLISHED = "x_published_at"

@@ -42,6 +42,9 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+__all__ = ["OtlpMetricsPusher", "convert", "setup"]
+
+
 logger = logging.getLogger(__name__)
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE

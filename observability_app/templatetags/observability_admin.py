@@ -12,6 +12,9 @@ from django import template
 from django.contrib.admin.views.main import ALL_VAR, PAGE_VAR
 from django.urls import reverse
 
+__all__ = ["audit_date_hierarchy", "audit_export_url", "audit_integrity_glance", "audit_pagination", "register"]
+
+
 register = template.Library()
 
 

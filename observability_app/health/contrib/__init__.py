@@ -9,3 +9,5 @@ List one in ``OBSERVABILITY["HEALTH_CHECKS"]`` instead of the built-in ``QueueCh
 ``HEALTH_QUEUE_URL`` and report as ``queue``. Importing one without its extra raises ``ImproperlyConfigured``
 naming the pip line (``manage.py check`` reports it as ``observability_app.E030``).
 """
+
+__all__: list[str] = []

@@ -15,6 +15,8 @@ except ImportError as exc:  # the extra is not installed
 from ...conf import settings
 from ..base import HealthCheck, HealthCheckFailed
 
+__all__ = ["AmqpCheck"]
+
 
 class AmqpCheck(HealthCheck):
     """Opens and closes an AMQP connection to ``HEALTH_QUEUE_URL`` (``amqp://`` or ``amqps://``), bounded in time.

@@ -14,6 +14,8 @@ except ImportError as exc:  # the extra is not installed
 from ...conf import settings
 from ..base import HealthCheck, HealthCheckFailed
 
+__all__ = ["RedisCheck"]
+
 
 class RedisCheck(HealthCheck):
     """``PING`` on a new connection to ``HEALTH_QUEUE_URL`` (``redis://`` or ``rediss://``), bounded in time.

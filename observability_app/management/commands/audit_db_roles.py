@@ -16,6 +16,8 @@ from django.db import DatabaseError, connections
 from ...audit import roles
 from ._options import EXIT_BAD_OPTIONS, database_vendor
 
+__all__ = ["Command"]
+
 
 class Command(BaseCommand):
     help = (

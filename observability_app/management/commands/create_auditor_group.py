@@ -8,6 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ...admin.permissions import AUDITOR_GROUP, AuditorGroupError, ensure_auditor_group
 
+__all__ = ["Command"]
+
 
 class Command(BaseCommand):
     help = (

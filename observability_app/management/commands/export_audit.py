@@ -20,6 +20,8 @@ from ...audit.export import FORMATS, recorded_export_lines
 from ...audit.models import AuditEvent
 from ._options import parse_when
 
+__all__ = ["Command"]
+
 
 class Command(BaseCommand):
     help = "Write audit events (oldest first) as JSON Lines or CSV to stdout or a file."

@@ -19,6 +19,9 @@ from ...audit.locks import LockBusy
 from ...audit.retention import TamperedTrail, purge_expired
 from ._options import EXIT_BAD_OPTIONS, parse_when
 
+__all__ = ["EXIT_LOCKED", "EXIT_NOT_PERMITTED", "EXIT_TAMPERED", "INSUFFICIENT_PRIVILEGE", "Command"]
+
+
 EXIT_TAMPERED = 1
 EXIT_LOCKED = 3
 EXIT_NOT_PERMITTED = 4

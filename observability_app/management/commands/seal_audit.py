@@ -23,6 +23,9 @@ from django.db import DatabaseError, close_old_connections, connections
 from ...audit.integrity import UnanchoredChain, seal
 from ._options import EXIT_BAD_OPTIONS, database_vendor
 
+__all__ = ["EXIT_UNANCHORED", "Command"]
+
+
 logger = logging.getLogger("observability_app.audit.integrity")
 EXIT_UNANCHORED = 1
 

@@ -15,6 +15,8 @@ from django.core.management.base import BaseCommand, CommandError
 from ...audit.integrity import DEFAULT_SAMPLE_SEALS, verify
 from ._options import EXIT_BAD_OPTIONS, database_vendor
 
+__all__ = ["Command"]
+
 
 class Command(BaseCommand):
     help = (

@@ -17,6 +17,8 @@ from django.core.management.base import BaseCommand, CommandError
 from ... import worker
 from ._options import EXIT_BAD_OPTIONS
 
+__all__ = ["Command"]
+
 
 class Command(BaseCommand):
     help = "Exit 0 when the worker whose heartbeat is in WORKER_STATE_FILE is live (or ready), else 1."
