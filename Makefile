@@ -11,7 +11,7 @@ WORKER_PORT ?= 9100
 # The example's Celery worker: safety scans of uploads run there (docs/workers.md).
 WORKER_CMD = $(PY) -m celery -A example_project.celery -q worker --pool prefork -c 2 -Q scans,celery
 
-.PHONY: install run test test-sqlite test-postgres lint bench system-deps clean
+.PHONY: install run test test-sqlite test-postgres lint typecheck bench system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# mypy with django-stubs over the package (config: pyproject.toml [tool.mypy]); not part of `make test` yet.
+typecheck: install
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) -m benchmarks
