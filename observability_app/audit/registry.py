@@ -10,6 +10,7 @@ type; :func:`retention_for` reads it at call time, so the purge always applies t
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass, field
@@ -170,8 +171,9 @@ _NUM = (int, float)
 
 
 def _register_builtins() -> None:
-    builtin = {"_builtin": True, "replace": True}
-    register(
+    # Built-ins may be registered again (tests reload them) and are never unregistered.
+    builtin = functools.partial(register, replace=True, _builtin=True)
+    builtin(
         "ARTIFACT_CREATED",
         required={
             "artifact_id": _STR,
@@ -184,17 +186,15 @@ def _register_builtins() -> None:
         retention=7 * _YEAR,
         subject_field="artifact_id",
         description="An artifact version was stored and its digest verified after storage.",
-        **builtin,
     )
-    register(
+    builtin(
         "ARTIFACT_ACCESSED",
         required={"artifact_id": _STR, "version": _STR, "reader": _STR, "purpose": _STR},
         retention=2 * _YEAR,
         subject_field="artifact_id",
         description="An artifact version was read.",
-        **builtin,
     )
-    register(
+    builtin(
         "SAFETY_DECISION_RECORDED",
         required={
             "artifact_id": _STR,
@@ -208,35 +208,31 @@ def _register_builtins() -> None:
         retention=PERMANENT,
         subject_field="artifact_id",
         description="A safety scanner decided on an artifact.",
-        **builtin,
     )
-    register(
+    builtin(
         "PROVENANCE_CHAIN_VERIFIED",
         required={"artifact_id": _STR, "upstream_refs": (list,), "result": _STR},
         choices={"result": {"verified", "failed"}},
         retention=ARTIFACT_LIFETIME,
         subject_field="artifact_id",
         description="An artifact's upstream references were checked.",
-        **builtin,
     )
-    register(
+    builtin(
         "ARTIFACT_DELETED",
         required={"artifact_id": _STR, "version": _STR, "reason": _STR},
         retention=7 * _YEAR,
         subject_field="artifact_id",
         description="An artifact version was deleted.",
-        **builtin,
     )
-    register(
+    builtin(
         "INTEGRITY_CHECK_FAILED",
         required={"artifact_id": _STR, "expected_digest": _STR, "actual_digest": _STR, "stage": _STR},
         retention=7 * _YEAR,
         subject_field="artifact_id",
         outcome="failure",
         description="A digest did not match at some stage (upload, storage, read).",
-        **builtin,
     )
-    register(
+    builtin(
         "SAFETY_DECISION_OVERTURNED",
         required={
             "artifact_id": _STR,
@@ -251,14 +247,13 @@ def _register_builtins() -> None:
         retention=PERMANENT,
         subject_field="artifact_id",
         description="A person overturned a safety decision.",
-        **builtin,
     )
     for name, outcome, text in (
         ("AUTH_LOGIN_SUCCEEDED", "success", "A user logged in."),
         ("AUTH_LOGIN_FAILED", "failure", "A login attempt failed."),
         ("AUTH_LOGOUT", "success", "A user logged out."),
     ):
-        register(
+        builtin(
             name,
             required={"username": _STR},
             forbidden={"password"},
@@ -266,56 +261,49 @@ def _register_builtins() -> None:
             subject_field="username",
             outcome=outcome,
             description=text,
-            **builtin,
         )
-    register(
+    builtin(
         "ADMIN_ACTION",
         required={"object_type": _STR, "object_id": _STR, "action": _STR, "change_message": _STR},
         choices={"action": {"addition", "change", "deletion"}},
         retention=7 * _YEAR,
         subject_field="object_id",
         description="A change made through the Django admin, from the admin's own log.",
-        **builtin,
     )
-    register(
+    builtin(
         "CONFIG_CHANGED",
         required={"key": _STR, "old_value": None, "new_value": None},
         retention=7 * _YEAR,
         subject_field="key",
         description="A configuration value changed (secret values are redacted).",
-        **builtin,
     )
-    register(
+    builtin(
         "AUDIT_PURGED",
         required={"counts": (dict,), "cutoffs": (dict,), "run_id": _STR},
         retention=PERMANENT,
         subject_field="run_id",
         description="The retention purge ran; how many events of each type it removed.",
-        **builtin,
     )
-    register(
+    builtin(
         "LEGAL_HOLD_PLACED",
         required={"hold_id": _STR, "reason": _STR},
         retention=PERMANENT,
         subject_field="hold_id",
         description="A legal hold was placed on a subject or event type.",
-        **builtin,
     )
-    register(
+    builtin(
         "LEGAL_HOLD_RELEASED",
         required={"hold_id": _STR, "reason": _STR},
         retention=PERMANENT,
         subject_field="hold_id",
         description="A legal hold was lifted.",
-        **builtin,
     )
-    register(
+    builtin(
         "AUDIT_EXPORTED",
         required={"exported_by": _STR, "filter": (dict,), "count": (int,), "format": _STR},
         retention=7 * _YEAR,
         subject_field="exported_by",
         description="Audit events were exported (admin download or export_audit): who, which filter, how many, format.",
-        **builtin,
     )
 
 
