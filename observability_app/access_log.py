@@ -245,7 +245,7 @@ def _body_size(response: Any) -> int | None:
 
 
 # -- batching handlers -------------------------------------------------------------------------------------------
-class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class BatchingHandler(logging.StreamHandler):
     """A ``StreamHandler`` that writes its lines in batches (see the module docstring).
 
     Any record can go through it (``emit`` formats it at once and it waits with the batch, in order); the
@@ -438,7 +438,7 @@ def _warn(message: str) -> None:
         pass
 
 
-def _flush_periodically(ref: weakref.ref, stop: threading.Event, seconds: float) -> None:  # type: ignore[type-arg]
+def _flush_periodically(ref: weakref.ref, stop: threading.Event, seconds: float) -> None:
     while not stop.wait(seconds):
         handler = ref()
         if handler is None:

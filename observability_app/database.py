@@ -155,7 +155,7 @@ except ImportError:  # pragma: no cover - psycopg is installed wherever PostgreS
     _DriverOperationalError = Exception  # type: ignore[assignment,misc]
 
 
-class DatabaseTimeout(_DriverOperationalError):  # type: ignore[misc,valid-type]
+class DatabaseTimeout(_DriverOperationalError):
     """The database did not answer within the bound; the connection was closed.
 
     A subclass of ``psycopg.OperationalError``, so Django raises it as ``django.db.OperationalError`` (this one as

@@ -20,7 +20,8 @@ class LegalHoldForm(forms.ModelForm):
         fields = ("subject", "event_type", "reason")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if not (data.get("subject") or "").strip() and not (data.get("event_type") or "").strip():
             raise forms.ValidationError("Give a subject (e.g. an artifact id), an event type, or both.")
         event_type = (data.get("event_type") or "").strip()

@@ -223,7 +223,7 @@ def layout(lineage: Lineage) -> dict[str, tuple[float, float]]:
     widest = max((len(names) for names in rows.values()), default=1)
     width = widest * (BOX_W + GAP_X) - GAP_X
     deepest = max(rows, default=0)
-    positions = {}
+    positions: dict[str, tuple[float, float]] = {}
     for depth, names in rows.items():
         row_w = len(names) * (BOX_W + GAP_X) - GAP_X
         x0 = PAD + (width - row_w) / 2

@@ -48,7 +48,7 @@ def _check_name(name: object) -> str:
     if "\x00" in name:
         raise AuditorGroupError("group name must not contain NUL characters")
     max_length = Group._meta.get_field("name").max_length
-    if len(name) > max_length:
+    if max_length is not None and len(name) > max_length:
         raise AuditorGroupError(f"group name is {len(name)} characters long; the limit is {max_length}")
     return name.strip()
 

@@ -156,9 +156,9 @@ class Exposure:
         by_privileges: dict[tuple[str, ...], list[str]] = {}
         for table, privileges in self.privileges.items():
             by_privileges.setdefault(tuple(privileges), []).append(table)
-        for privileges, tables in by_privileges.items():
+        for granted, tables in by_privileges.items():
             where = "every audit table" if len(tables) == len(audit_tables()) else ", ".join(tables)
-            lines.append(f"role {self.role} holds {', '.join(privileges)} on {where}")
+            lines.append(f"role {self.role} holds {', '.join(granted)} on {where}")
         if self.purge_member:
             lines.append(f"role {self.role} is a member of the purge role: it may delete events with the gate open")
         return lines

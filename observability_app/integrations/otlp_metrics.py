@@ -44,6 +44,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 __all__ = ["OtlpMetricsPusher", "convert", "setup"]
 
+#: A histogram point's min and max: unknown here, so left unset in the OTLP message (the SDK annotates them
+#: ``float`` but accepts None).
+_UNSET: Any = None
+
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +118,8 @@ def _histogram_points(family: Any, start_ns: int, now_ns: int) -> list[Histogram
         bounds = [bound for bound, _ in cumulative if bound != float("inf")]
         points.append(
             HistogramDataPoint(
-                entry["labels"], start_ns, now_ns, entry["count"], entry["sum"], counts, bounds, None, None
-            )  # type: ignore[arg-type]  # min/max unknown: left unset in the OTLP message
+                entry["labels"], start_ns, now_ns, entry["count"], entry["sum"], counts, bounds, _UNSET, _UNSET
+            )
         )
     return points
 
