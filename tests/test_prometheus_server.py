@@ -154,3 +154,45 @@ def test_promtool_accepts_the_metrics_output(server_database, tmp_path):
     text = exposition.body.decode()
     for name in ("http_requests_total", "bucket_version_conflict_total", "bucket_integrity_digest_mismatch_total"):
         assert f"\n{name}{{" in text
+
+
+def test_a_first_burst_of_500s_after_a_fresh_start_is_counted_whole(server_database, tmp_path):
+    """The series exist at zero before the first error, so increase() and the 5xx ratio see the whole first burst.
+
+    Without priming the ``status="500"`` series appears with the burst and Prometheus misses most of it (issue 13:
+    49 errors read as 17.5). Three workers, a scrape every 0.5 s, N errors among M good requests.
+    """
+    from tests.prometheus import Prometheus
+
+    errors, others = 49, 151
+    env = {"EXAMPLE_FAULT_INJECTION": "1"}
+    with (
+        GunicornServer(server_database.url, tmp_path / "app", workers=3, env=env) as server,
+        Prometheus(tmp_path, {"bucket": f"127.0.0.1:{server.port}"}, interval="500ms") as prom,
+    ):
+        before = prom.wait_for(
+            f'http_requests_total{{job="bucket",route="{ROUTE}",method="PUT",status="500"}}',
+            lambda r: r and prom.scrapes("bucket") >= 4,
+        )
+        assert float(before[0]["value"][1]) == 0  # there, at zero, before any error
+        missing = server.url("/api/v1/buckets/burst/artifacts/model/absent")
+        failing = server.url("/api/v1/buckets/burst/artifacts/model/1")
+        for index in range(errors + others):
+            if index % 4 == 1 and errors > 0:
+                errors -= 1
+                answer = http(failing, "PUT", b"x", {"X-Simulate-Error": "1", "X-Content-Digest": "sha256:0"})
+                assert answer.status == 500
+            else:
+                assert http(missing).status == 404
+        errors, total = 49, 200
+        five = 'sum(http_requests_total{job="bucket",status=~"5.."})'
+        prom.wait_for(five, lambda r: r and float(r[0]["value"][1]) == errors)
+        prom.wait_for(f'sum(http_requests_total{{job="bucket"}}) >= {total}', bool)
+        time.sleep(8)  # the range holds many samples after the burst: extrapolation stays small
+        increase = prom.value('sum(increase(http_requests_total{job="bucket",status=~"5.."}[10m]))')
+        assert abs(increase - errors) <= 0.05 * errors, increase
+        ratio = prom.value(
+            'sum(rate(http_requests_total{job="bucket",status=~"5.."}[5m]))'
+            ' / sum(rate(http_requests_total{job="bucket"}[5m]))'
+        )
+        assert abs(ratio - errors / total) <= 0.05 * errors / total, ratio

@@ -40,6 +40,7 @@ def _header(request: HttpRequest, name: str, default: str) -> str:
 @csrf_exempt
 @require_http_methods(["GET", "HEAD", "PUT", "DELETE"])
 def artifact(request: HttpRequest, bucket: str, name: str, version: str) -> HttpResponse:
+    _simulate_error(request)
     try:
         if request.method == "PUT":
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -67,6 +68,15 @@ def artifact(request: HttpRequest, bucket: str, name: str, version: str) -> Http
         return response
     except services.BucketError as exc:
         return _error(exc)
+
+
+def _simulate_error(request: HttpRequest) -> None:
+    """``X-Simulate-Error: 1`` raises (Django answers 500), honoured only with ``BUCKET_FAULT_INJECTION`` on.
+
+    The way tests and docs/traffic.md produce a burst of server errors for the 5xx alert and panels.
+    """
+    if settings.BUCKET_FAULT_INJECTION and request.headers.get("X-Simulate-Error") == "1":
+        raise RuntimeError("simulated server error (X-Simulate-Error: 1, EXAMPLE_FAULT_INJECTION=1)")
 
 
 def _transient_failures(request: HttpRequest) -> int:

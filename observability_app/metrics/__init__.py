@@ -79,10 +79,11 @@ def _apply(enabled: bool) -> None:
     if enabled and not _state["ready"]:
         from prometheus_client import disable_created_metrics
 
-        from . import audit, database, families  # noqa: F401  (creates the metrics)
+        from . import audit, database, families, priming
 
         # *_created series double the output of every counter and histogram; Prometheus does not need them.
         disable_created_metrics()
+        priming.prime_catalog(families.CATALOG)
         database.install()
         audit.connect()
         _state["ready"] = True
@@ -102,9 +103,12 @@ def _apply(enabled: bool) -> None:
 def _on_settings_change() -> None:
     _apply(is_enabled())
     if _state["ready"]:
-        from . import families
+        from . import families, http, priming
 
         families.refresh()
+        http.clear_cache()
+        priming.reset()
+        priming.prime_catalog(families.CATALOG)
 
 
 def __getattr__(name: str) -> Any:

@@ -38,6 +38,8 @@ class CatalogEntry:
     buckets: tuple[float, ...] = ()
     #: allowed values per label (anything else is recorded as "other")
     values: tuple[frozenset[str], ...] = ()
+    #: the label-value tuples created at zero for every bin at start-up (None: every combination of ``values``)
+    primed: tuple[tuple[str, ...], ...] | None = None
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
@@ -134,6 +136,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         ("decision", "outcome"),
         "Safety scans, by decision and outcome (outcome=error: the scan itself failed).",
         values=(SCAN_DECISIONS, SCAN_OUTCOMES),
+        primed=(("approved", "success"), ("rejected", "success"), ("quarantined", "success"), ("none", "error")),
     ),
     CatalogEntry(
         "bucket.safety.scan.duration",

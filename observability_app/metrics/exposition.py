@@ -19,11 +19,13 @@ from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from . import multiprocess
 from .audit import AuditCollector
 from .collectors import BuildInfoCollector, HealthCollector, StorageCollector, ThreadsCollector
+from .priming import prime_http
 from .registry import metrics as app_metrics
 from .render import CONTENT_TYPE, TextWriter
 
 
 def write(writer: TextWriter, path: str | None) -> None:
+    prime_http()  # a scrape before the first request already shows the HTTP series at zero
     if path:
         multiprocess.reader(path).write(writer)
         writer.collector(multiprocess.ProcessMetricsCollector(path))

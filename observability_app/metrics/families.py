@@ -109,6 +109,3 @@ def refresh() -> None:
         family.reset(suffix)
     for family in (HTTP_REQUESTS, HTTP_DURATION, DB_QUERIES, DB_DURATION, DB_ERRORS, AUDIT_RECORDED):
         family.reset()
-    from . import http
-
-    http.clear_cache()

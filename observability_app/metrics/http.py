@@ -18,6 +18,7 @@ from prometheus_client.values import MutexValue
 
 from .families import HTTP_DURATION, HTTP_REQUESTS
 from .labels import HTTP_METHODS, OTHER_METHOD, method_label, route_label, status_label
+from .priming import prime_http
 
 #: (method, route, status) -> (counter value, histogram sum, bucket values, upper bounds, plain floats?)
 _children: dict[tuple[Any, Any, Any], tuple[Any, Any, Any, Any, bool]] = {}
@@ -67,6 +68,7 @@ def _parts(counter: Any, histogram: Any) -> tuple[Any, Any, Any, Any, bool]:
 
 
 def _resolve(key: tuple[Any, Any, Any]) -> tuple[Any, Any, Any, Any, bool]:
+    prime_http()  # the first request of a process creates the known series at zero (once; a flag test after)
     method, route, status = key
     method, route = method_label(method), route_label(route)
     counter = HTTP_REQUESTS.child((method, route, status_label(status)))
