@@ -87,6 +87,8 @@ STATIC_ROOT = VAR_DIR / "static"
 ARTIFACT_MAX_BYTES = int(os.environ.get("ARTIFACT_MAX_BYTES", 16 * 1024 * 1024))
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARTIFACT_MAX_BYTES
 #: What bucket_storage_capacity_bytes reports per bucket.
+#: The design's bucket type per bucket (model, dataset, generic): the write metric's bucket_type label.
+BUCKET_TYPES = {"models": "model", "datasets": "dataset"}
 BUCKET_CAPACITY_BYTES = int(os.environ.get("BUCKET_CAPACITY_BYTES", 10 * 1024**3))
 
 OBSERVABILITY = {

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from observability_app import audit
+from observability_app import audit, bucket_metrics
 from observability_app.metrics import catalog, observe_request
 from observability_app.metrics.labels import hashed_id, method_label, route_label, status_label
 from observability_app.metrics.registry import REGISTRY
@@ -251,8 +251,12 @@ def test_ten_thousand_random_requests_leave_the_series_bounded(client, db):
         combos = 1
         for allowed in entry.values:
             combos *= len(allowed) + 1
-        assert len(found) <= bins * combos, entry.prometheus
-        assert all(labels["bucket"].startswith("bin-") or labels["bucket"] == "none" for labels in found)
+        for label in entry.labels[len(entry.values) :]:  # open labels: declared values + 16 others + "other"
+            if label not in entry.binned:
+                combos *= len(bucket_metrics.declared_values(label)) + catalog.OPEN_LABEL_VALUES + 1
+        assert len(found) <= bins * combos * (bins if entry.binned else 1), entry.prometheus
+        ids = [labels.get("bucket") or labels["client"] for labels in found]
+        assert all(value.startswith("bin-") or value == "none" for value in ids)
     assert len({labels["bucket"] for labels in series(samples, "bucket_artifact_read_total")}) <= bins
     leaked = [name for name in names if len(name) > 6 and f'"{name}"' in text]
     assert not leaked, leaked[:5]

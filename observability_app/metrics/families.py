@@ -88,7 +88,7 @@ DEBUG_LOGGING_REFUSED = Counter(
 
 
 def _catalog_family(entry: catalog.CatalogEntry) -> Family:
-    labelnames = ["bucket", *entry.labels, *STANDARD_LABEL_NAMES]
+    labelnames = [*(("bucket",) if entry.per_bucket else ()), *entry.labels, *STANDARD_LABEL_NAMES]
     if entry.kind == "counter":
         metric = Counter(entry.prometheus, entry.help, labelnames, registry=REGISTRY)
     else:

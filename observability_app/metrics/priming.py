@@ -120,12 +120,28 @@ def bins() -> list[str]:
 
 
 def combinations(entry: catalog.CatalogEntry) -> list[tuple[str, ...]]:
-    """The label-value tuples (without ``bucket``) primed for ``entry``; [] when a label is not enumerated."""
+    """The label-value tuples (without ``bucket``) primed for ``entry``; [] when one cannot be known in advance.
+
+    Enumerated labels take their values (or the entry's ``primed`` tuples), id labels every bin, open labels the
+    values a project declared (``bucket_metrics.declare_label_values``); an open label with none declared leaves the
+    entry unprimed.
+    """
+    from .. import bucket_metrics
+
+    if entry.kind != "counter":
+        return [()]
+    enumerated = len(entry.values)
     if entry.primed is not None:
-        return list(entry.primed)
-    if len(entry.values) < len(entry.labels):
-        return []  # a free-form label (a version string, a reason): values cannot be known in advance
-    return list(itertools.product(*(sorted(values) for values in entry.values)))
+        head = [tuple(combo) for combo in entry.primed]
+    else:
+        head = list(itertools.product(*(sorted(values) for values in entry.values)))
+    tails: list[list[str]] = []
+    for name in entry.labels[enumerated:]:
+        values = bins() if name in entry.binned else bucket_metrics.declared_values(name)
+        if not values:
+            return []
+        tails.append(values)
+    return [(*first, *rest) for first in head for rest in itertools.product(*tails)]
 
 
 def prime_catalog(families: dict[str, Family]) -> None:
@@ -137,12 +153,13 @@ def prime_catalog(families: dict[str, Family]) -> None:
             family = families.get(entry.dotted)
             if family is None:
                 continue
-            combos = [()] if entry.kind == "histogram" else combinations(entry)
-            if not combos or len(combos) * len(every_bin) > keep:
+            combos = combinations(entry)
+            prefixes = [(bin_,) for bin_ in every_bin] if entry.per_bucket else [()]
+            if not combos or len(combos) * len(prefixes) > keep:
                 continue
-            for bin_ in every_bin:
+            for prefix in prefixes:
                 for combo in combos:
-                    family.child((bin_, *combo))
+                    family.child((*prefix, *combo))
         _state["catalog"] = True
 
 
