@@ -92,3 +92,15 @@ def test_a_settings_change_primes_again_with_the_new_bins(settings, client, db):
     samples = scrape(client)
     bins = {labels["bucket"] for labels in series(samples, "bucket_version_conflict_total")}
     assert {f"bin-{index:02d}" for index in range(16)} <= bins
+
+
+def test_in_flight_counts_the_request_being_handled_and_size_is_observed(client, db):
+    from observability_app.metrics.registry import REGISTRY
+
+    route = resolve(API).route
+    sizes = REGISTRY.get_sample_value("http_response_size_bytes_count", {"method": "GET", "route": route}) or 0.0
+    response = client.get("/metrics")
+    assert b"\nhttp_requests_in_flight 1.0\n" in response.content  # the scrape itself is in flight
+    assert REGISTRY.get_sample_value("http_requests_in_flight") == 0  # and no longer once it closed
+    assert client.get(API).status_code == 404
+    assert REGISTRY.get_sample_value("http_response_size_bytes_count", {"method": "GET", "route": route}) == sizes + 1

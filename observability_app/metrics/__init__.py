@@ -79,24 +79,27 @@ def _apply(enabled: bool) -> None:
     if enabled and not _state["ready"]:
         from prometheus_client import disable_created_metrics
 
-        from . import audit, database, families, priming
+        from . import audit, database, families, http, priming
 
         # *_created series double the output of every counter and histogram; Prometheus does not need them.
         disable_created_metrics()
         priming.prime_catalog(families.CATALOG)
         database.install()
         audit.connect()
+        http.connect()
         _state["ready"] = True
     elif enabled:
-        from . import audit, database
+        from . import audit, database, http
 
         database.install()
         audit.connect()
+        http.connect()
     elif _state["ready"]:
-        from . import audit, database
+        from . import audit, database, http
 
         database.uninstall()
         audit.disconnect()
+        http.disconnect()
     bucket_metrics._enable(enabled)
 
 
