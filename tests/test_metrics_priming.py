@@ -102,5 +102,11 @@ def test_in_flight_counts_the_request_being_handled_and_size_is_observed(client,
     response = client.get("/metrics")
     assert b"\nhttp_requests_in_flight 1.0\n" in response.content  # the scrape itself is in flight
     assert REGISTRY.get_sample_value("http_requests_in_flight") == 0  # and no longer once it closed
-    assert client.get(API).status_code == 404
-    assert REGISTRY.get_sample_value("http_response_size_bytes_count", {"method": "GET", "route": route}) == sizes + 1
+    labels = {"method": "GET", "route": route}
+    total_before = REGISTRY.get_sample_value("http_response_size_bytes_sum", labels) or 0.0
+    answer = client.get(API)
+    assert answer.status_code == 404
+    assert REGISTRY.get_sample_value("http_response_size_bytes_count", labels) == sizes + 1
+    assert REGISTRY.get_sample_value("http_response_size_bytes_sum", labels) == total_before + len(answer.content)
+    small = REGISTRY.get_sample_value("http_response_size_bytes_bucket", {**labels, "le": "1000.0"})
+    assert small >= 1 and len(answer.content) <= 1000

@@ -196,3 +196,36 @@ def test_a_first_burst_of_500s_after_a_fresh_start_is_counted_whole(server_datab
             ' / sum(rate(http_requests_total{job="bucket"}[5m]))'
         )
         assert abs(ratio - errors / total) <= 0.05 * errors / total, ratio
+
+
+def test_prometheus_stores_the_trace_ids_of_slow_requests_as_exemplars(server_database, tmp_path):
+    """Tracing on, two gunicorn workers: Prometheus scrapes OpenMetrics and keeps exemplars (the drill-down)."""
+    from tests.prometheus import Prometheus
+
+    env = {"OBSERVABILITY_TRACING_ENABLED": "1", "OBSERVABILITY_TRACE_EXPORTER": "none"}
+    trace_ids = [hashlib.sha256(f"exemplar-{index}".encode()).hexdigest()[:32] for index in range(6)]
+    with (
+        GunicornServer(server_database.url, tmp_path / "app", workers=2, env=env) as server,
+        Prometheus(tmp_path, {"bucket": f"127.0.0.1:{server.port}"}, interval="500ms") as prom,
+    ):
+        for trace_id in trace_ids:
+            headers = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
+            assert http(server.url("/api/v1/buckets/ex/artifacts/model/1"), headers=headers).status == 404
+        time.sleep(1.2)  # each worker writes its exemplars at most once a second
+        assert http(server.url("/api/v1/buckets/ex/artifacts/model/2")).status == 404
+        now = time.time()
+        deadline = now + 30
+        found: set[str] = set()
+        while time.time() < deadline:
+            data = prom.api(
+                "query_exemplars",
+                query=f'http_request_duration_seconds_bucket{{job="bucket",route="{ROUTE}"}}',
+                start=f"{now - 120:.3f}",
+                end=f"{time.time() + 5:.3f}",
+            )
+            found = {e["labels"]["trace_id"] for series in data for e in series["exemplars"]}
+            if found & set(trace_ids):
+                break
+            time.sleep(0.5)
+        assert found & set(trace_ids), found
+        assert all(len(e) == 32 and set(e) <= set("0123456789abcdef") for e in found)  # trace ids only

@@ -101,6 +101,10 @@ def _apply(enabled: bool) -> None:
         audit.disconnect()
         http.disconnect()
     bucket_metrics._enable(enabled)
+    from ..conf import settings
+    from . import exemplars
+
+    exemplars.configure(enabled and bool(settings.TRACING_ENABLED))
 
 
 def _on_settings_change() -> None:

@@ -20,13 +20,16 @@ from typing import Any
 
 from prometheus_client.values import MutexValue
 
+from . import exemplars
 from .families import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS, HTTP_RESPONSE_SIZE
 from .labels import HTTP_METHODS, OTHER_METHOD, method_label, route_label, status_label
 from .priming import prime_http
 
-#: (method, route, status) -> (counter value, histogram sum, bucket values, upper bounds, plain floats?, size child)
-_children: dict[tuple[Any, Any, Any], tuple[Any, Any, Any, Any, bool, Any]] = {}
+#: (method, route, status) -> (counter value, histogram sum, bucket values, upper bounds, plain floats?, size child,
+#: (method label, route label))
+_children: dict[tuple[Any, Any, Any], tuple[Any, ...]] = {}
 _lock = threading.Lock()
+_exemplars_state = exemplars._state  # {"on": TRACING_ENABLED}: one dict look-up per request when off
 #: Above this many cached combinations new ones are resolved on every call instead of cached (memory stays flat).
 MAX_CACHED = 4096
 
@@ -42,18 +45,28 @@ def observe_request(method: str, route: str, status: int, duration_s: float, siz
     fast = _children.get(key)
     if fast is None:
         fast = _resolve(key)
-    bucket = fast[2][bisect_left(fast[3], duration_s)]
+    index = bisect_left(fast[3], duration_s)
+    bucket = fast[2][index]
+    sized = size is not None and size >= 0
+    if sized:
+        size_bucket = fast[6][bisect_left(fast[7], size)]
     if fast[4]:
         with _lock:
             fast[0]._value += 1.0
             fast[1]._value += duration_s
             bucket._value += 1.0
+            if sized:
+                fast[5]._value += size
+                size_bucket._value += 1.0
     else:
         fast[0].inc(1.0)
         fast[1].inc(duration_s)
         bucket.inc(1.0)
-    if size is not None and size >= 0:
-        fast[5].observe(size)
+        if sized:
+            fast[5].inc(size)
+            size_bucket.inc(1.0)
+    if _exemplars_state["on"]:
+        exemplars.offer(fast[8][0], fast[8][1], index, duration_s)
 
 
 class _Nothing:
@@ -66,23 +79,30 @@ class _Nothing:
 _NOTHING = _Nothing()
 
 
-def _parts(counter: Any, histogram: Any, size: Any) -> tuple[Any, Any, Any, Any, bool, Any]:
+def _parts(counter: Any, histogram: Any, size: Any, labels: tuple[str, str]) -> tuple[Any, ...]:
+    """(count, sum, buckets, bounds, plain, size sum, size buckets, size bounds, (method, route) labels)."""
     bounds = HTTP_DURATION.metric._upper_bounds
+    size_bounds = HTTP_RESPONSE_SIZE.metric._upper_bounds
     count = counter._value if counter is not HTTP_REQUESTS.dropped else counter
+    if size is HTTP_RESPONSE_SIZE.dropped:
+        size_sum, size_buckets = _NOTHING, [size] * len(size_bounds)
+    else:
+        size_sum, size_buckets = size._sum, size._buckets
     if histogram is HTTP_DURATION.dropped:
-        return count, _NOTHING, [histogram] * len(bounds), bounds, False, size
-    values = [count, histogram._sum, *histogram._buckets]
+        buckets = [histogram] * len(bounds)
+        return count, _NOTHING, buckets, bounds, False, size_sum, size_buckets, size_bounds, labels
+    values = [count, histogram._sum, *histogram._buckets, size_sum, *size_buckets]
     plain = all(type(value) is MutexValue and isinstance(value._value, float) for value in values)
-    return count, histogram._sum, histogram._buckets, bounds, plain, size
+    return count, histogram._sum, histogram._buckets, bounds, plain, size_sum, size_buckets, size_bounds, labels
 
 
-def _resolve(key: tuple[Any, Any, Any]) -> tuple[Any, Any, Any, Any, bool, Any]:
+def _resolve(key: tuple[Any, Any, Any]) -> tuple[Any, ...]:
     prime_http()  # the first request of a process creates the known series at zero (once; a flag test after)
     method, route, status = key
     method, route = method_label(method), route_label(route)
     counter = HTTP_REQUESTS.child((method, route, status_label(status)))
     histogram = HTTP_DURATION.child((method, route))
-    fast = _parts(counter, histogram, HTTP_RESPONSE_SIZE.child((method, route)))
+    fast = _parts(counter, histogram, HTTP_RESPONSE_SIZE.child((method, route)), (method, route))
     if len(_children) < MAX_CACHED and counter is not HTTP_REQUESTS.dropped:
         _children[key] = fast
     return fast
