@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from example_project.bucket import metrics as example_metrics
 from observability_app import bucket_metrics
-from observability_app.metrics import catalog
+from observability_app.metrics.bucket import catalog
 from observability_app.metrics.labels import hashed_id
 from observability_app.metrics.registry import REGISTRY
 from tests.servers import parse, series, total

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from observability_app import audit, bucket_metrics
-from observability_app.metrics import catalog, observe_request
+from observability_app.metrics import observe_request
+from observability_app.metrics.bucket import catalog
 from observability_app.metrics.labels import hashed_id, method_label, route_label, status_label
 from observability_app.metrics.registry import REGISTRY
 from observability_app.metrics.render import TextWriter

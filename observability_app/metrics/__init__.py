@@ -10,7 +10,7 @@ What is exported (docs/metrics.md has every name, label and the catalog mapping)
 * health: ``health_ready``, ``health_check_ok{check}``, evaluated at scrape time;
 * audit: ``audit_events_recorded_total{event_type}``, ``audit_events_purged_total{event_type}``,
   ``audit_verification_failures_total`` and the gauges of the last purge and verification, read from the database;
-* the bucket catalog, recorded through :mod:`observability_app.bucket_metrics`;
+* the bucket catalog (:mod:`observability_app.metrics.bucket`), recorded through ``observability_app.bucket_metrics``;
 * ``observability_metrics_series_dropped_total{metric}`` and ``observability_build_info``.
 
 Set-up: ``ObservabilityConfig.ready()`` calls :func:`setup`. With ``OBSERVABILITY["METRICS_ENABLED"] = False``
@@ -74,16 +74,17 @@ def _prepare_multiprocess_directory() -> None:
 
 
 def _apply(enabled: bool) -> None:
-    from .. import bucket_metrics
+    from .bucket import recording
 
     if enabled and not _state["ready"]:
         from prometheus_client import disable_created_metrics
 
-        from . import audit, database, families, http, priming
+        from . import audit, database, families, http, priming  # noqa: F401  (families: creates the metrics)
+        from .bucket import families as bucket_families
 
         # *_created series double the output of every counter and histogram; Prometheus does not need them.
         disable_created_metrics()
-        priming.prime_catalog(families.CATALOG)
+        priming.prime_catalog(bucket_families.CATALOG)
         database.install()
         audit.connect()
         http.connect()
@@ -100,7 +101,7 @@ def _apply(enabled: bool) -> None:
         database.uninstall()
         audit.disconnect()
         http.disconnect()
-    bucket_metrics._enable(enabled)
+    recording._enable(enabled)
     from ..conf import settings
     from . import exemplars
 
@@ -111,11 +112,13 @@ def _on_settings_change() -> None:
     _apply(is_enabled())
     if _state["ready"]:
         from . import families, http, priming
+        from .bucket import families as bucket_families
 
         families.refresh()
+        bucket_families.refresh()
         http.clear_cache()
         priming.reset()
-        priming.prime_catalog(families.CATALOG)
+        priming.prime_catalog(bucket_families.CATALOG)
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,8 @@ from prometheus_client.utils import floatToGoString
 
 from . import exemplars, multiprocess
 from .audit import AuditCollector
-from .collectors import BuildInfoCollector, HealthCollector, StorageCollector, ThreadsCollector
+from .bucket.storage import StorageCollector
+from .collectors import BuildInfoCollector, HealthCollector, ThreadsCollector
 from .families import HTTP_DURATION
 from .priming import prime_http
 from .registry import metrics as app_metrics

@@ -1,5 +1,7 @@
 """Every metric the app records into, created once on import (``metrics.setup()`` imports it when enabled).
 
+The bucket catalog's metrics are in :mod:`observability_app.metrics.bucket.families`.
+
 Scrape-time values (health, audit gauges read from the database, storage gauges, process metrics, build info) are
 not here: :mod:`observability_app.metrics.collectors` computes them when /metrics is served.
 """
@@ -8,9 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from . import catalog
 from .bounded import Family
-from .labels import STANDARD_LABEL_NAMES, standard_labels
 from .registry import REGISTRY
 
 HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -142,25 +142,7 @@ DEBUG_LOGGING_REFUSED = Counter(
 )
 
 
-def _catalog_family(entry: catalog.CatalogEntry) -> Family:
-    labelnames = [*(("bucket",) if entry.per_bucket else ()), *entry.labels, *STANDARD_LABEL_NAMES]
-    if entry.kind == "counter":
-        metric = Counter(entry.prometheus, entry.help, labelnames, registry=REGISTRY)
-    else:
-        metric = Histogram(entry.prometheus, entry.help, labelnames, buckets=entry.buckets, registry=REGISTRY)
-    return Family(metric, entry.prometheus, standard_labels())
-
-
-#: dotted design name -> Family, for the recorded (non-gauge) catalog entries.
-CATALOG: dict[str, Family] = {
-    entry.dotted: _catalog_family(entry) for entry in catalog.CATALOG if entry.kind != "gauge"
-}
-
-
 def refresh() -> None:
-    """After a settings change: new standard label values and series cap for the catalog."""
-    suffix = standard_labels()
-    for family in CATALOG.values():
-        family.reset(suffix)
+    """After a settings change: the series cap again (the catalog's families: ``bucket.families.refresh``)."""
     for family in (HTTP_REQUESTS, HTTP_DURATION, HTTP_RESPONSE_SIZE, *DB_FAMILIES, AUDIT_RECORDED):
         family.reset()

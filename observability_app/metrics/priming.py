@@ -25,8 +25,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..conf import settings
-from . import catalog
 from .bounded import Family
+from .bucket import catalog
 from .labels import UNMATCHED_ROUTE, route_label
 
 logger = logging.getLogger("observability_app.metrics")
@@ -126,8 +126,6 @@ def combinations(entry: catalog.CatalogEntry) -> list[tuple[str, ...]]:
     values a project declared (``bucket_metrics.declare_label_values``); an open label with none declared leaves the
     entry unprimed.
     """
-    from .. import bucket_metrics
-
     if entry.kind != "counter":
         return [()]
     enumerated = len(entry.values)
@@ -137,7 +135,7 @@ def combinations(entry: catalog.CatalogEntry) -> list[tuple[str, ...]]:
         head = list(itertools.product(*(sorted(values) for values in entry.values)))
     tails: list[list[str]] = []
     for name in entry.labels[enumerated:]:
-        values = bins() if name in entry.binned else bucket_metrics.declared_values(name)
+        values = bins() if name in entry.binned else catalog.declared_values(name)
         if not values:
             return []
         tails.append(values)

@@ -277,3 +277,18 @@ CATALOG: tuple[CatalogEntry, ...] = (
 
 BY_DOTTED: dict[str, CatalogEntry] = {entry.dotted: entry for entry in CATALOG}
 GAUGES: tuple[CatalogEntry, ...] = tuple(entry for entry in CATALOG if entry.kind == "gauge")
+
+#: label name -> values a project declared up front for an open label (primed at zero, always kept).
+_declared: dict[str, list[str]] = {}
+
+
+def declare(label: str, values: list[str]) -> None:
+    """Add declared values of an open label (``bucket_metrics.declare_label_values`` is the public doorway)."""
+    known = _declared.setdefault(label, [])
+    for value in values:
+        if value not in known:
+            known.append(value)
+
+
+def declared_values(label: str) -> list[str]:
+    return list(_declared.get(label, ()))
