@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import ROOT, free_port, http, server_env
+from tests.servers import ROOT, ChildProcess, free_port, http, server_env
 
 #: The Redis DB the worker tests use; OBSERVABILITY_TEST_REDIS_DB gives another (two suites side by side on one
 #: Redis, each flushing its own DB).
@@ -110,7 +109,9 @@ class PrivateRedis:
 
 
 @dataclass
-class CeleryWorker:
+class CeleryWorker(ChildProcess):
+    STOP_GRACE = 30
+
     database_url: str
     directory: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -205,19 +206,3 @@ class CeleryWorker:
             time.sleep(0.2)
         what = what() if callable(what) else what
         pytest.fail(f"{what} did not happen within {timeout} s; worker output:\n{self.output()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def __enter__(self) -> CeleryWorker:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

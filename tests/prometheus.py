@@ -1,6 +1,8 @@
-"""A real Prometheus for end-to-end tests: started on a free port with a generated configuration, queried over HTTP.
+"""A real Prometheus server (Debian's ``prometheus``) of the test's own: started on a free port with the scrape
+jobs the test gives, queried over its HTTP API, stopped at the end.
 
-Used by the tests that scrape the example project (tests/test_prometheus_server.py, tests/test_ops_live.py).
+Tests that need it are marked ``prometheus``; the binary comes from ``scripts/install-system-deps.sh``. Exemplar
+storage is on (the latency histogram's trace ids); ``rule_files`` are evaluated every ``evaluation_interval``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import json
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,60 +19,62 @@ import pytest
 
 from tests.servers import free_port, http, require_tool
 
+BINARY = "/usr/bin/prometheus"
 
-class Prometheus:
-    """``with Prometheus(tmp_path, targets={"job": "127.0.0.1:port"}) as prom: prom.query("up")``."""
+
+def static_jobs(targets: dict[str, str], token: str | None = None) -> str:
+    """``scrape_configs`` entries for ``{job: "host:port"}``, with a bearer token when given."""
+    auth = f"    authorization:\n      type: Bearer\n      credentials: {token}\n" if token else ""
+    return "".join(
+        f'  - job_name: {job}\n{auth}    static_configs:\n      - targets: ["{target}"]\n'
+        for job, target in targets.items()
+    )
+
+
+class PrometheusServer:
+    """``scrape_configs``: the YAML list under ``scrape_configs:`` (each job indented by two spaces)."""
 
     def __init__(
         self,
         directory: Path,
-        targets: dict[str, str],
+        scrape_configs: str,
         interval: str = "1s",
-        token: str | None = None,
         rule_files: tuple[Path, ...] = (),
         evaluation_interval: str = "1s",
     ) -> None:
         self.directory = directory
-        self.targets = targets
+        self.scrape_configs = scrape_configs
         self.interval = interval
-        self.token = token
         self.rule_files = rule_files
         self.evaluation_interval = evaluation_interval
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
-    def config(self) -> str:
-        jobs = []
-        for job, target in self.targets.items():
-            auth = f"    authorization:\n      type: Bearer\n      credentials: {self.token}\n" if self.token else ""
-            jobs.append(f'  - job_name: {job}\n{auth}    static_configs:\n      - targets: ["{target}"]\n')
+    def start(self) -> PrometheusServer:
+        binary = require_tool(BINARY)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "prometheus.yml"
         rules = "".join(f"  - {path}\n" for path in self.rule_files)
-        return (
+        config.write_text(
             f"global:\n  scrape_interval: {self.interval}\n  scrape_timeout: {self.interval}\n"
             f"  evaluation_interval: {self.evaluation_interval}\n"
             + (f"rule_files:\n{rules}" if rules else "")
-            + "scrape_configs:\n"
-            + "".join(jobs)
+            + f"scrape_configs:\n{self.scrape_configs}"
         )
-
-    def __enter__(self) -> Prometheus:
-        binary = require_tool("/usr/bin/prometheus")
-        config = self.directory / "prometheus.yml"
-        config.write_text(self.config())
-        self.log = (self.directory / "prometheus.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.directory / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-                "--enable-feature=exemplar-storage",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.directory / "prometheus.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.directory / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                    "--enable-feature=exemplar-storage",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -77,46 +82,55 @@ class Prometheus:
                     return self
             except OSError:
                 pass
-            assert self.process.poll() is None, (self.directory / "prometheus.log").read_text()
+            assert self.process.poll() is None, self.output()
             time.sleep(0.3)
-        pytest.fail("Prometheus did not become ready in 60 s")
+        pytest.fail(f"Prometheus not ready within 60 s:\n{self.output()}")
 
-    def __exit__(self, *exc: Any) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-        self.log.close()
+    def output(self) -> str:
+        log = self.directory / "prometheus.log"
+        return log.read_text(errors="replace") if log.exists() else ""
 
     def api(self, path: str, **params: str) -> Any:
+        """``GET /api/v1/<path>``'s data; an answer other than success fails the test."""
         answer = http(f"{self.base}/api/v1/{path}?" + urllib.parse.urlencode(params), timeout=30)
-        assert answer.status == 200, answer.body[:500]
+        assert answer.status == 200, answer.body[:300]
         data = json.loads(answer.body)
         assert data["status"] == "success", data
         return data["data"]
 
-    def query(self, expression: str, at: float | None = None) -> list[dict]:
-        params = {"query": expression}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        return self.api("query", **params)["result"]
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """The instant query's result vector; an answer other than success fails the test."""
+        return self.api("query", query=expression)["result"]
 
-    def value(self, expression: str, at: float | None = None) -> float:
-        """The single value of a scalar-like instant query (one series expected)."""
-        result = self.query(expression, at)
-        assert len(result) == 1, f"{expression}: {result}"
-        return float(result[0]["value"][1])
+    def scrapes(self, job: str) -> float:
+        """How many successful scrapes of ``job`` Prometheus has stored."""
+        return self.value(f'sum(count_over_time(up{{job="{job}"}}[1h]))') or 0.0
 
-    def wait_for(self, expression: str, accept: Any, timeout: float = 60) -> list[dict]:
+    def value(self, expression: str) -> float | None:
+        """The first sample's value, or None when the result is empty."""
+        result = self.query(expression)
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_for(
+        self, expression: str, accept: Callable[[list[dict[str, Any]]], Any], timeout: float = 60
+    ) -> list[dict[str, Any]]:
+        """The first result of ``expression`` that ``accept`` takes; fails after ``timeout`` with the last one."""
         deadline = time.monotonic() + timeout
-        result: list[dict] = []
+        result: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             result = self.query(expression)
             if accept(result):
                 return result
-            time.sleep(0.3)
+            time.sleep(0.5)
         pytest.fail(f"{expression} never satisfied the test within {timeout} s; last result {result}")
 
-    def scrapes(self, job: str) -> float:
-        """How many successful scrapes of ``job`` Prometheus has stored (count_over_time of up == 1)."""
-        result = self.query(f'sum(count_over_time(up{{job="{job}"}}[1h]))')
-        return float(result[0]["value"][1]) if result else 0.0
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

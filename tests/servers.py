@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import pytest
 
@@ -135,8 +135,35 @@ def server_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]
     return env
 
 
+class ChildProcess:
+    """A server the test started in a process group of its own (``start_new_session``): ``stop()`` sends SIGTERM
+    and, after ``STOP_GRACE`` seconds, SIGKILL to the whole group; a ``with`` block starts and stops it."""
+
+    STOP_GRACE: ClassVar[float] = 20
+    process: subprocess.Popen | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=self.STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
 @dataclass
-class GunicornServer:
+class GunicornServer(ChildProcess):
     """``gunicorn -c example_project/gunicorn.conf.py`` on a free port."""
 
     database_url: str
@@ -221,22 +248,6 @@ class GunicornServer:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def __enter__(self) -> GunicornServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def parse(text: str) -> dict[tuple[str, tuple], float]:

@@ -10,12 +10,12 @@ import json
 import subprocess
 import sys
 import time
-import urllib.parse
 
 import pytest
 
 from tests import servers
 from tests.celery_worker import BROKER_URL, CeleryWorker
+from tests.prometheus import PrometheusServer
 from tests.servers import GunicornServer, free_port, http, parse, require_tool, series, total
 
 server_database = servers.server_database
@@ -175,48 +175,15 @@ def test_a_task_that_exhausts_its_retries_is_dead_lettered(stack):
 @pytest.mark.prometheus
 @pytest.mark.gunicorn
 def test_prometheus_scrapes_the_worker_port_and_promtool_accepts_it(stack, tmp_path):
-    prometheus = require_tool("/usr/bin/prometheus")
     promtool = require_tool("/usr/bin/promtool")
     web, worker, _database = stack
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        f"""
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
+    jobs = f"""\
   - job_name: artifact-service-worker
     static_configs:
       - targets: ["127.0.0.1:{worker.port}"]
 """
-    )
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def query(expression: str) -> list[dict]:
-        try:
-            answer = http(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expression}), timeout=5)
-        except OSError:  # Prometheus still starting
-            return []
-        return json.loads(answer.body)["data"]["result"] if answer.status == 200 else []
-
-    def value(expression: str) -> float | None:
-        result = query(expression)
-        return float(result[0]["value"][1]) if result else None
-
-    try:
+    with PrometheusServer(tmp_path / "prometheus", jobs) as prometheus:
+        value = prometheus.value
         worker.wait_for(lambda: value('up{job="artifact-service-worker"}') == 1, what="Prometheus scraping the worker")
         for index in range(3):
             assert _put(web, f"/api/v1/buckets/prom/artifacts/m/{index}", b"m%d" % index).status == 201
@@ -242,10 +209,6 @@ scrape_configs:
         worker.wait_for(settled, what=lambda: f"Prometheus seeing {expected} (last seen: {seen})")
         heartbeat = value("jobs_worker_heartbeat_timestamp_seconds")
         assert heartbeat is not None and abs(heartbeat - time.time()) < 30
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
     body = http(worker.url("/metrics")).body
     checked = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr

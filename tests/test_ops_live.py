@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from tests import servers
-from tests.prometheus import Prometheus
+from tests.prometheus import PrometheusServer, static_jobs
 from tests.servers import ROOT, GunicornServer, server_env
 
 server_database = servers.server_database
@@ -163,9 +163,11 @@ def test_every_rule_and_panel_expression_returns_data_after_the_traffic_script(s
     try:
         with (
             GunicornServer(server_database.url, tmp_path / "web", workers=2, env=web_env) as web,
-            Prometheus(
-                tmp_path,
-                {"artifact-service": f"127.0.0.1:{web.port}", "artifact-service-worker": f"127.0.0.1:{worker.port}"},
+            PrometheusServer(
+                tmp_path / "prometheus",
+                static_jobs(
+                    {"artifact-service": f"127.0.0.1:{web.port}", "artifact-service-worker": f"127.0.0.1:{worker.port}"}
+                ),
                 interval="500ms",
                 rule_files=tuple(_rule_copies(tmp_path)),
             ) as prom,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import time
 import urllib.parse
@@ -11,7 +10,8 @@ import urllib.parse
 import pytest
 
 from tests import servers
-from tests.servers import GunicornServer, free_port, http, require_tool
+from tests.prometheus import PrometheusServer, static_jobs
+from tests.servers import GunicornServer, http, require_tool
 
 server_database = servers.server_database
 _migrated_sqlite = servers._migrated_sqlite
@@ -22,27 +22,7 @@ TOKEN = "scrape-token-0123456789"
 ROUTE = "api/v1/buckets/<name:bucket>/artifacts/<name:name>/<name:version>"
 
 
-def _query(base: str, expression: str) -> list[dict]:
-    answer = http(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expression}))
-    assert answer.status == 200, answer.body[:300]
-    data = json.loads(answer.body)
-    assert data["status"] == "success", data
-    return data["data"]["result"]
-
-
-def _wait_for(base: str, expression: str, accept, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    result: list[dict] = []
-    while time.monotonic() < deadline:
-        result = _query(base, expression)
-        if accept(result):
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"{expression} never satisfied the test within {timeout} s; last result {result}")
-
-
 def test_prometheus_scrapes_and_queries_the_request_counter(server_database, tmp_path):
-    prometheus = require_tool("/usr/bin/prometheus")
     env = {"OBSERVABILITY_METRICS_TOKEN": TOKEN}
     with GunicornServer(server_database.url, tmp_path / "app", workers=2, env=env) as server:
         body = b"weights"
@@ -59,14 +39,7 @@ def test_prometheus_scrapes_and_queries_the_request_counter(server_database, tmp
             assert http(server.url("/api/v1/buckets/prom/artifacts/model/99")).status == 404
         assert http(server.url("/metrics")).status == 401  # the token protects it
 
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            f"""
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
+        jobs = f"""\
   - job_name: bucket
     authorization:
       type: Bearer
@@ -80,57 +53,29 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:{server.port}"]
 """
-        )
-        log = (tmp_path / "prometheus.log").open("wb")
-        process = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if http(f"{base}/-/ready", timeout=2).status == 200:
-                        break
-                except OSError:
-                    pass
-                assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
-                time.sleep(0.3)
-            up = _wait_for(base, 'up{job="bucket"}', lambda r: r and r[0]["value"][1] == "1")
+        with PrometheusServer(tmp_path / "prometheus", jobs) as prometheus:
+            up = prometheus.wait_for('up{job="bucket"}', lambda r: r and r[0]["value"][1] == "1")
             assert up[0]["metric"]["instance"] == f"127.0.0.1:{server.port}"
-            _wait_for(base, 'up{job="bucket-wrong-token"}', lambda r: r and r[0]["value"][1] == "0")
+            prometheus.wait_for('up{job="bucket-wrong-token"}', lambda r: r and r[0]["value"][1] == "0")
 
-            created = _wait_for(
-                base,
+            created = prometheus.wait_for(
                 f'sum(http_requests_total{{job="bucket",route="{ROUTE}",method="PUT",status="201"}})',
                 lambda r: r and float(r[0]["value"][1]) >= 7,
             )
             assert float(created[0]["value"][1]) == 7
-            missing = _query(base, f'sum(http_requests_total{{job="bucket",route="{ROUTE}",status="404"}})')
+            missing = prometheus.query(f'sum(http_requests_total{{job="bucket",route="{ROUTE}",status="404"}})')
             assert float(missing[0]["value"][1]) == 5
-            writes = _query(base, 'sum(bucket_artifact_write_total{job="bucket",outcome="success"})')
+            writes = prometheus.query('sum(bucket_artifact_write_total{job="bucket",outcome="success"})')
             assert float(writes[0]["value"][1]) == 7
-            stored = _query(base, 'sum(bucket_storage_objects{job="bucket"})')
+            stored = prometheus.query('sum(bucket_storage_objects{job="bucket"})')
             assert float(stored[0]["value"][1]) == 7
-            ready = _query(base, 'health_ready{job="bucket"}')
+            ready = prometheus.query('health_ready{job="bucket"}')
             assert ready[0]["value"][1] == "1"
             # No raw bucket name ever reaches Prometheus: only bins.
-            bins = _query(base, 'count by (bucket) (bucket_artifact_write_total{job="bucket"})')
+            bins = prometheus.query('count by (bucket) (bucket_artifact_write_total{job="bucket"})')
             assert bins and all(item["metric"]["bucket"].startswith("bin-") for item in bins)
-            series = http(f"{base}/api/v1/series?" + urllib.parse.urlencode({"match[]": '{job="bucket"}'}))
+            series = http(f"{prometheus.base}/api/v1/series?" + urllib.parse.urlencode({"match[]": '{job="bucket"}'}))
             assert b'"prom"' not in series.body
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            log.close()
 
 
 def test_promtool_accepts_the_metrics_output(server_database, tmp_path):
@@ -162,13 +107,11 @@ def test_a_first_burst_of_500s_after_a_fresh_start_is_counted_whole(server_datab
     Without priming the ``status="500"`` series appears with the burst and Prometheus misses most of it (issue 13:
     49 errors read as 17.5). Three workers, a scrape every 0.5 s, N errors among M good requests.
     """
-    from tests.prometheus import Prometheus
-
     errors, others = 49, 151
     env = {"EXAMPLE_FAULT_INJECTION": "1"}
     with (
         GunicornServer(server_database.url, tmp_path / "app", workers=3, env=env) as server,
-        Prometheus(tmp_path, {"bucket": f"127.0.0.1:{server.port}"}, interval="500ms") as prom,
+        PrometheusServer(tmp_path / "prometheus", static_jobs({"bucket": f"127.0.0.1:{server.port}"}), "500ms") as prom,
     ):
         before = prom.wait_for(
             f'http_requests_total{{job="bucket",route="{ROUTE}",method="PUT",status="500"}}',
@@ -190,23 +133,23 @@ def test_a_first_burst_of_500s_after_a_fresh_start_is_counted_whole(server_datab
         prom.wait_for(f'sum(http_requests_total{{job="bucket"}}) >= {total}', bool)
         time.sleep(8)  # the range holds many samples after the burst: extrapolation stays small
         increase = prom.value('sum(increase(http_requests_total{job="bucket",status=~"5.."}[10m]))')
+        assert increase is not None
         assert abs(increase - errors) <= 0.05 * errors, increase
         ratio = prom.value(
             'sum(rate(http_requests_total{job="bucket",status=~"5.."}[5m]))'
             ' / sum(rate(http_requests_total{job="bucket"}[5m]))'
         )
+        assert ratio is not None
         assert abs(ratio - errors / total) <= 0.05 * errors / total, ratio
 
 
 def test_prometheus_stores_the_trace_ids_of_slow_requests_as_exemplars(server_database, tmp_path):
     """Tracing on, two gunicorn workers: Prometheus scrapes OpenMetrics and keeps exemplars (the drill-down)."""
-    from tests.prometheus import Prometheus
-
     env = {"OBSERVABILITY_TRACING_ENABLED": "1", "OBSERVABILITY_TRACE_EXPORTER": "none"}
     trace_ids = [hashlib.sha256(f"exemplar-{index}".encode()).hexdigest()[:32] for index in range(6)]
     with (
         GunicornServer(server_database.url, tmp_path / "app", workers=2, env=env) as server,
-        Prometheus(tmp_path, {"bucket": f"127.0.0.1:{server.port}"}, interval="500ms") as prom,
+        PrometheusServer(tmp_path / "prometheus", static_jobs({"bucket": f"127.0.0.1:{server.port}"}), "500ms") as prom,
     ):
         for trace_id in trace_ids:
             headers = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
