@@ -6,6 +6,12 @@
   to this master alone.
 * ``child_exit``: a dead worker's live gauges are dropped and its totals folded into one archive file, so totals
   stay right and the directory stays small however often workers are recycled (``max_requests``).
+* ``gthread`` workers (``GUNICORN_THREADS``, default 4 threads each) that accept no more connections than they have
+  threads: while some threads wait on a hung database (each at most the bound of ``DATABASE_STATEMENT_TIMEOUT``,
+  see observability_app/database.py), the others, and the other workers, still answer /health/live and
+  /health/ready; a full worker leaves new connections to the others instead of queueing them behind its hung
+  requests. ``timeout`` (30 s) stays above every database bound: the app answers 503 before gunicorn kills anything.
+  docs/deployment.md section 1b.
 * ``post_fork``: tracing drops any span-export state inherited from the master (only matters with
   ``preload_app = True``; harmless otherwise).
 
@@ -43,10 +49,13 @@ _prepare_metrics_directory()
 wsgi_app = "example_project.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# A worker whose threads are all busy stops accepting: the kernel hands new connections to a worker with a free thread.
+worker_connections = threads
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
-keepalive = 5
+keepalive = 0  # with worker_connections = threads an idle kept-alive connection would hold a thread's place
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 preload_app = os.environ.get("GUNICORN_PRELOAD", "0") == "1"

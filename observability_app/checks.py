@@ -18,6 +18,8 @@ Ids are part of the public interface (runbooks and CI greps name them): never re
 ``observability_app.W001``  ``ObservabilityMiddleware`` is not in ``MIDDLEWARE``
 ``observability_app.W002``  ``ObservabilityMiddleware`` is not first in ``MIDDLEWARE``
 ``observability_app.W003``  no ``AUDIT_SIGNING_KEY`` outside development: seals can be recomputed by a DB admin
+``observability_app.W005``  ``OBSERVABILITY`` uses a key's old name (``HEALTH_CACHE_SECONDS``, ``METRICS_ID_BUCKETS``)
+``observability_app.W006``  the app's JSON logging is not configured (no ``LOGGING = logging_config()``)
 ``observability_app.W004``  outside development, the database role can update, delete or truncate audit tables
                             (or owns them, or is a superuser): ``manage.py audit_db_roles`` prints the fix
 ``observability_app.E030``  a ``HEALTH_CHECKS`` entry cannot be imported or is not a ``HealthCheck`` subclass
@@ -47,32 +49,29 @@ Ids are part of the public interface (runbooks and CI greps name them): never re
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import DEFAULTS, build_settings
+from .conf import (
+    DEFAULTS,
+    DEVELOPMENT_ENVIRONMENTS,
+    RENAMED,
+    build_settings,
+    environment_value,
+    is_production,
+    problems,
+)
 
 MIDDLEWARE_PATH = "observability_app.middleware.ObservabilityMiddleware"
 _ID = "observability_app.{}"
-_NETWORK_KEYS = ("TRUSTED_PROXIES", "DEBUG_LOGGING_NETWORKS", "METRICS_ALLOWED_NETWORKS")
-_RATE_KEYS = ("ACCESS_LOG_SAMPLE_RATE", "TRACE_SAMPLE_RATE")
-_POSITIVE_INT_KEYS = (
-    "AUDIT_MAX_PAYLOAD_BYTES",
-    "AUDIT_PURGE_BATCH_SIZE",
-    "AUDIT_SEAL_MAX_EVENTS",
-    "METRICS_MAX_SERIES_PER_METRIC",
-    "METRICS_ID_BUCKETS",
-    "CORRELATION_ID_MAX_LENGTH",
-    "AUDIT_ARTIFACT_GRACE_DAYS",
-)
-_POSITIVE_NUMBER_KEYS = ("HEALTH_CHECK_TIMEOUT", "METRICS_OTLP_INTERVAL")
-_TEXT_KEYS = ("SERVICE_NAME", "ENVIRONMENT")
-_DEVELOPMENT_ENVIRONMENTS = ("development", "dev", "local", "test")
-_LIST_KEYS = ("EXCLUDED_PATHS", "REDACT_FIELDS", "HEALTH_CHECKS", *_NETWORK_KEYS)
+_DEVELOPMENT_ENVIRONMENTS = DEVELOPMENT_ENVIRONMENTS
+
+
+def _debug() -> bool:
+    return bool(getattr(django_settings, "DEBUG", False))
 
 
 def _error(number: str, msg: str, hint: str) -> Error:
@@ -100,64 +99,22 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
     for message in conf.env_errors:
         errors.append(_error("E002", f"Environment variable: {message}.", "Fix or unset the variable."))
-    for key in _RATE_KEYS:
-        value = values[key]
-        if not _is_number(value) or not 0.0 <= value <= 1.0:
-            errors.append(_error("E003", f"OBSERVABILITY[{key!r}] is {value!r}.", "Use a number from 0 to 1."))
-    level = values["LOG_LEVEL"]
-    if not isinstance(level, str) or not isinstance(logging.getLevelName(level.upper()), int):
+    for check_id, message, hint in problems(conf):  # every key's own validator (conf.SCHEMA)
+        errors.append(_error(check_id, message, hint))
+    for old in conf.renamed_keys:
         errors.append(
-            _error("E004", f"OBSERVABILITY['LOG_LEVEL'] is {level!r}.", "Use DEBUG, INFO, WARNING, ERROR or CRITICAL.")
-        )
-    if values["LOG_FORMAT"] not in ("default", "ecs"):
-        errors.append(
-            _error("E012", f"OBSERVABILITY['LOG_FORMAT'] is {values['LOG_FORMAT']!r}.", 'Use "default" or "ecs".')
-        )
-    for key in _LIST_KEYS:
-        value = values[key]
-        if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
-            errors.append(_error("E011", f"OBSERVABILITY[{key!r}] must be a list of strings.", f"Got {value!r}."))
-    for key in _NETWORK_KEYS:
-        value = values[key]
-        if not isinstance(value, list | tuple):
-            continue
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except (TypeError, ValueError):
-                errors.append(
-                    _error(
-                        "E005",
-                        f"OBSERVABILITY[{key!r}] holds {item!r}, which is not an IP network.",
-                        "Use addresses or CIDR networks such as '10.0.0.0/8'.",
-                    )
-                )
-    if values["TRACE_EXPORTER"] not in ("otlp", "console", "none"):
-        errors.append(
-            _error(
-                "E006",
-                f"OBSERVABILITY['TRACE_EXPORTER'] is {values['TRACE_EXPORTER']!r}.",
-                "Use otlp, console or none.",
+            Warning(
+                f"OBSERVABILITY[{old!r}] is the old name of {RENAMED[old]!r}; it still works.",
+                hint=f"Rename it to {RENAMED[old]!r}.",
+                id=_ID.format("W005"),
             )
         )
     errors.extend(_check_retention(values["AUDIT_RETENTION"]))
-    for key in _POSITIVE_INT_KEYS:
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            errors.append(_error("E008", f"OBSERVABILITY[{key!r}] is {value!r}.", "Use a whole number of at least 1."))
-    for key in _POSITIVE_NUMBER_KEYS:
-        value = values[key]
-        if not _is_number(value) or value <= 0:
-            errors.append(_error("E008", f"OBSERVABILITY[{key!r}] is {value!r}.", "Use a number above 0 (seconds)."))
     errors.extend(_check_event_types(values["AUDIT_EVENT_TYPES"]))
-    for key in _TEXT_KEYS:
-        value = values[key]
-        if not isinstance(value, str) or not value.strip():
-            errors.append(_error("E010", f"OBSERVABILITY[{key!r}] is {value!r}.", "Use a non-empty string."))
     key = values["AUDIT_SIGNING_KEY"]
     if key is not None and not isinstance(key, str | bytes):
         errors.append(_error("E010", "OBSERVABILITY['AUDIT_SIGNING_KEY'] must be a string.", "Read it from a secret."))
-    elif not key and values["ENVIRONMENT"] not in _DEVELOPMENT_ENVIRONMENTS:
+    elif not key and is_production(values, conf.sources):
         errors.append(
             Warning(
                 "OBSERVABILITY['AUDIT_SIGNING_KEY'] is not set: a database administrator could recompute the audit"
@@ -224,6 +181,24 @@ def _check_event_types(entries: Any) -> list[Any]:
 
 
 @register(Tags.compatibility)
+def check_logging(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """W006: the app's JSON logging is not configured, so no line is JSON and no access line is written anywhere
+    a collector reads."""
+    from .logging import uses_app_logging
+
+    if uses_app_logging():
+        return []
+    return [
+        Warning(
+            "No handler of the root or the access logger formats with observability_app.logging.JsonFormatter: log"
+            " lines are not JSON and access lines go nowhere a collector reads.",
+            hint="In settings: from observability_app.logging import logging_config; LOGGING = logging_config().",
+            id=_ID.format("W006"),
+        )
+    ]
+
+
+@register(Tags.compatibility)
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     middleware = list(getattr(django_settings, "MIDDLEWARE", None) or [])
     if MIDDLEWARE_PATH not in middleware:
@@ -261,9 +236,10 @@ def check_metrics_tracing_health(app_configs: Any = None, **kwargs: Any) -> list
     raw = getattr(django_settings, "OBSERVABILITY", {})
     if not isinstance(raw, dict):
         return []  # E001 already says so
-    values = build_settings(raw).values
+    conf = build_settings(raw)
+    values = conf.values
     errors: list[Any] = []
-    for key in ("METRICS_ENABLED", "TRACING_ENABLED"):
+    for key in ("TRACING_ENABLED",):  # METRICS_ENABLED: its schema validator (check_settings)
         if not isinstance(values[key], bool):
             errors.append(_error("E037", f"OBSERVABILITY[{key!r}] is {values[key]!r}.", "Use True or False."))
     token = values["METRICS_TOKEN"]
@@ -275,7 +251,7 @@ def check_metrics_tracing_health(app_configs: Any = None, **kwargs: Any) -> list
                 "Read it from a secret (OBSERVABILITY_METRICS_TOKEN) or leave it unset.",
             )
         )
-    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    multiproc = environment_value("PROMETHEUS_MULTIPROC_DIR")
     if multiproc and not (os.path.isdir(multiproc) and os.access(multiproc, os.W_OK)):
         errors.append(
             _error(
@@ -331,7 +307,7 @@ def check_metrics_tracing_health(app_configs: Any = None, **kwargs: Any) -> list
     environment = str(values["ENVIRONMENT"]).lower()
     if (
         values["METRICS_ENABLED"] is True
-        and environment in _PRODUCTION_ENVIRONMENTS
+        and (environment in _PRODUCTION_ENVIRONMENTS or (conf.sources["ENVIRONMENT"] == "default" and not _debug()))
         and not values["METRICS_TOKEN"]
         and not values["METRICS_ALLOWED_NETWORKS"]
     ):
@@ -391,7 +367,6 @@ def _check_health_classes(paths: Any, values: dict[str, Any]) -> list[Any]:
     return errors
 
 
-__all__ = ["DEFAULTS", "check_metrics_tracing_health", "check_middleware", "check_settings"]
 # Compliance browser (the admin): ids E070-E079 / W070-W079.
 _ADMIN_INT_KEYS = ("ADMIN_COUNT_LIMIT", "ADMIN_MAX_PAGE_DEPTH", "ADMIN_EXPORT_CHUNK_SIZE")
 ADMIN_COUNT_LIMIT_WARN = 1_000_000
@@ -449,9 +424,6 @@ def _trace_url_ok(value: Any) -> bool:
     return fields == {"trace_id"} and parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-__all__ = ["DEFAULTS", "check_admin_settings", "check_middleware", "check_settings"]
-
-
 # Background work: the Celery integration, worker probes and metrics, trace sampling (ids E040-E049, W040-W049).
 _WORKER_SECONDS = ("WORKER_PUSH_INTERVAL", "WORKER_HEARTBEAT_INTERVAL", "WORKER_HEARTBEAT_MAX_AGE")
 
@@ -459,7 +431,6 @@ _WORKER_SECONDS = ("WORKER_PUSH_INTERVAL", "WORKER_HEARTBEAT_INTERVAL", "WORKER_
 @register(Tags.compatibility)
 def check_background_work(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Settings of the worker's port, Pushgateway, heartbeat, the Celery app and the sampling tables."""
-    import os
     from urllib.parse import urlsplit
 
     from . import tracing
@@ -528,7 +499,7 @@ def check_background_work(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id=_ID.format("W040"),
                 )
             )
-    if (port is not None or push) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if (port is not None or push) and not environment_value("PROMETHEUS_MULTIPROC_DIR"):
         messages.append(
             Warning(
                 "A worker metrics port or Pushgateway is set but PROMETHEUS_MULTIPROC_DIR is not: the counts of"
@@ -572,8 +543,8 @@ def check_audit_db_role(app_configs: Any = None, databases: Any = None, **kwargs
     raw = getattr(django_settings, "OBSERVABILITY", {})
     if not isinstance(raw, dict):
         return []  # E001 already says so
-    values = build_settings(raw).values
-    if str(values["ENVIRONMENT"]).lower() in _DEVELOPMENT_ENVIRONMENTS:
+    conf = build_settings(raw)
+    if not is_production(conf.values, conf.sources):
         return []
     warnings: list[Any] = []
     for alias in databases or ():
@@ -597,3 +568,15 @@ def check_audit_db_role(app_configs: Any = None, databases: Any = None, **kwargs
             )
         )
     return warnings
+
+
+__all__ = [
+    "DEFAULTS",
+    "check_admin_settings",
+    "check_audit_db_role",
+    "check_background_work",
+    "check_logging",
+    "check_metrics_tracing_health",
+    "check_middleware",
+    "check_settings",
+]

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.utils.functional import LazyObject, empty
 
+__all__ = ["SOURCES", "ObservabilityContext", "bind", "bound", "current", "unbind"]
+
 SOURCES = ("api", "job", "worker", "admin", "command", "frontend")
 
 

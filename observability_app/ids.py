@@ -8,7 +8,12 @@ gunicorn worker) starts with none of its parent's.
 from __future__ import annotations
 
 import os
+import re
 import time
+
+__all__ = ["new_id", "safe_id", "time_ordered_id"]
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]+")
 
 _ids: list[str] = []
 _IDS_PER_READ = 256
@@ -36,3 +41,13 @@ def time_ordered_id() -> str:
     rand = new_id()
     variant = "89ab"[int(rand[3], 16) & 3]  # the two top bits of the variant nibble are 10
     return f"{time.time_ns() // 1_000_000:012x}7{rand[0:3]}{variant}{rand[4:19]}"
+
+
+def safe_id(value: str | None, max_length: int = 128) -> str | None:
+    """``value`` when it is safe to log and echo (length, characters: ASCII letters, digits, ``._:-``), else None.
+
+    Incoming correlation ids and job ids pass through it before they are logged, echoed in a header or stored.
+    """
+    if value and len(value) <= max_length and _SAFE_ID.fullmatch(value):
+        return value
+    return None

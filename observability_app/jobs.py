@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import context, tracing
-from .ids import new_id
+from .ids import new_id, safe_id
 from .logging import JOB_LOGGER
 from .metrics import jobs as job_metrics
-from .middleware import safe_id
 
 KEY = "_observability"
 #: The queue label of jobs run by :func:`run` (no broker queue).

@@ -20,9 +20,7 @@ included, is the same line under Elastic Common Schema names: :func:`observabili
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 import time
 import traceback
@@ -32,11 +30,26 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from . import context
-from .conf import on_reload
+from .conf import environment_value, on_reload
 from .ecs import to_ecs
 from .redaction import redact, scrub_text
 from .tracing import active as _tracing_on  # whether spans are made: then lines take their ids
 from .tracing import current_trace_ids as _trace_ids
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "FIELDS",
+    "JOB_LOGGER",
+    "ContextFilter",
+    "JsonFormatter",
+    "RunserverRequestFilter",
+    "configure_stdout",
+    "ecs_format",
+    "format_timestamp",
+    "identity",
+    "logging_config",
+    "uses_app_logging",
+]
 
 ACCESS_LOGGER = "observability_app.access"
 JOB_LOGGER = "observability_app.jobs"
@@ -69,7 +82,7 @@ _MAX_STACK = 16_000
 _identity_cache: tuple[str, str] | None = None
 
 
-def _identity() -> tuple[str, str]:
+def identity() -> tuple[str, str]:
     """Service and environment, cached until the settings change.
 
     Before Django's settings are loaded (early start-up logging) the environment variables answer, uncached.
@@ -83,7 +96,13 @@ def _identity() -> tuple[str, str]:
         _identity_cache = (settings.SERVICE_NAME, settings.ENVIRONMENT)
         return _identity_cache
     except Exception:  # settings not configured yet
-        return os.environ.get("OBSERVABILITY_SERVICE_NAME", ""), os.environ.get("OBSERVABILITY_ENVIRONMENT", "")
+        service = environment_value("OBSERVABILITY_SERVICE_NAME") or ""
+        return service, environment_value("OBSERVABILITY_ENVIRONMENT") or ""
+
+
+def identity_cached() -> bool:
+    """Whether :func:`identity` answered from the settings (it is then cached until they change)."""
+    return _identity_cache is not None
 
 
 def _forget_identity() -> None:
@@ -109,7 +128,7 @@ def ecs_format() -> bool:
         _format_cache.append(settings.LOG_FORMAT == "ecs")
         return _format_cache[0]
     except Exception:  # settings not configured yet
-        return os.environ.get("OBSERVABILITY_LOG_FORMAT", "").strip().lower() == "ecs"
+        return (environment_value("OBSERVABILITY_LOG_FORMAT") or "").strip().lower() == "ecs"
 
 
 on_reload(_format_cache.clear)
@@ -145,76 +164,27 @@ class RunserverRequestFilter(logging.Filter):
 
 
 class JsonFormatter(_BaseJsonFormatter):
-    """python-json-logger formatter producing the SPEC field set.
+    """python-json-logger formatter producing the SPEC field set, for every line (access lines included).
 
     Steps are python-json-logger's (``add_fields`` -> ``process_log_record`` -> ``jsonify_log_record``);
-    ``add_fields`` is where our fields come from, so subclasses can add more there.
+    ``add_fields`` is where our fields come from, so subclasses can add more there. A subclass sees every line:
+    the access log's fast path (:mod:`observability_app.access_log`) is taken only with this class itself, whose
+    steps it reproduces (the tests hold the two to the same object).
+
+    *Changed in issue 14*: access lines go through these steps too (they used to be assembled apart).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("json_ensure_ascii", False)
         super().__init__(*args, **kwargs)
 
-    def format(self, record: logging.LogRecord) -> str:
-        if record.name == ACCESS_LOGGER and not record.exc_info:
-            return self.format_access(record)
-        return super().format(record)
-
-    def format_access(self, record: logging.LogRecord) -> str:
-        """The access line: the same fields as :meth:`add_fields` gives, built directly (it is on every request).
-
-        A record made by :func:`observability_app.access_log.access_record` with nothing added by filters goes
-        through :meth:`access_line`; any other record through :meth:`access_fields` and the JSON encoder. Both give
-        the same object (the tests hold them to it).
-        """
-        fields = record.__dict__
-        ctx = fields.get("obs_context")
-        # ``_obs_access`` holds the attribute count access_record() gave the record: more means a filter added some.
-        if ctx is None or fields.get("_obs_access") != len(fields) or ecs_format():
-            data = self.access_fields(record.created, record.levelname, record.msg, ctx, fields)
-            return _access_dumps(to_ecs(data) if ecs_format() else data)
-        return self.access_line(record.created, record.levelname, record.msg, ctx, fields)
-
-    def access_line(
-        self, created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any], *, live: bool = True
-    ) -> str:
-        """The access line of ``fields`` (exactly :data:`ACCESS_FIELDS`), assembled as a string.
-
-        ``live=False`` (a line whose request may not be the current one) takes the trace ids from the context
-        alone, never from the span that is current. The line is :func:`access_values` then
-        :func:`access_text`; the batching file handler keeps the values and makes the text with its batch.
-        """
-        values = access_values(created, levelname, message, ctx, *map(fields.__getitem__, ACCESS_FIELDS), live=live)
-        return access_text(values)
-
-    def access_fields(
-        self, created: float, levelname: str, message: str, ctx: Any, fields: dict[str, Any], *, live: bool = True
-    ) -> dict[str, Any]:
-        """The access line as a dict; ``fields`` is the record's ``__dict__`` or the middleware's fields.
-
-        Any of them may be missing (a record someone else logged to the access logger): they are null, and
-        fields beyond the access line's own pass through.
-        """
-        given = {**_NO_FIELDS, **fields}
-        values = access_values(
-            created,
-            levelname,
-            message,
-            _NO_CONTEXT if ctx is None else ctx,
-            *map(given.__getitem__, ACCESS_FIELDS),
-            live=live and ctx is not None,
-        )
-        data = _access_dict(values)
-        for key in fields.keys() - _ACCESS_KNOWN:
-            if not key.startswith("_"):
-                data[key] = fields[key]
-        return data
-
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         ctx = record.__dict__.get("obs_context", None)
         if ctx is None:
             ctx = context.current() or getattr(record.__dict__.get("request"), "observability_context", None)
-        service, environment = _identity()
+        service, environment = identity()
+        for name in FIELDS:  # the SPEC order first, whatever is known
+            log_data.setdefault(name, None)
         log_data["timestamp"] = format_timestamp(record.created)
         log_data["level"] = record.levelname
         log_data["message"] = scrub_text(record.message) if record.message else ""
@@ -240,8 +210,6 @@ class JsonFormatter(_BaseJsonFormatter):
                 log_data["org_id"] = ctx.org_id
             if ctx.project_id:
                 log_data["project_id"] = ctx.project_id
-        for name in FIELDS:
-            log_data.setdefault(name, None)
         extra = {key: value for key, value in record.__dict__.items() if key not in _SKIP and not key.startswith("_")}
         extra.update(message_dict)
         exc_text = extra.pop("exc_info", None)
@@ -262,174 +230,6 @@ class JsonFormatter(_BaseJsonFormatter):
             log_data.clear()
             log_data.update(converted)
 
-
-_ACCESS_KNOWN = _SKIP | {"route", "method", "status_code", "duration_ms", "outcome"}
-_access_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
-#: What :meth:`JsonFormatter.access_fields` reads when a record has no context or lacks a field.
-_NO_CONTEXT = context.ObservabilityContext(source="")
-_encode_str = json.encoder.encode_basestring  # json's own (C) string encoder, as used with ensure_ascii=False
-
-#: The fields the middleware gives every access line, beyond the ``obs_context``:
-#: :meth:`JsonFormatter.access_line` assembles exactly these.
-ACCESS_FIELDS = ("route", "method", "path", "status_code", "duration_ms", "bytes", "outcome", "user_agent")
-_NO_FIELDS = dict.fromkeys(ACCESS_FIELDS)
-
-
-def _js(value: Any) -> str:
-    """A JSON string, ``null`` for None or ''; anything that is not a str goes through the full encoder."""
-    if type(value) is str:
-        return _encode_str(value) if value else "null"
-    return "null" if value is None else _access_dumps(value)
-
-
-def _jn(value: Any) -> str:
-    """A JSON number (ints and finite floats print as Python prints them), ``null`` for None."""
-    kind = type(value)
-    if kind is int or (kind is float and value - value == 0.0):
-        return repr(value)
-    return "null" if value is None else _access_dumps(value)
-
-
-def access_values(
-    created: float,
-    levelname: str,
-    message: str,
-    ctx: Any,
-    route: Any,
-    method: Any,
-    path: Any,
-    status_code: Any,
-    duration_ms: Any,
-    size: Any,
-    outcome: Any,
-    user_agent: Any,
-    *,
-    live: bool = True,
-) -> tuple[Any, ...]:
-    """What an access line says, read from the context now, with the request's :data:`ACCESS_FIELDS` (in that
-    order; ``size`` is ``bytes``), as a flat tuple.
-
-    A tuple of strings and numbers holds neither the context nor the request (``ctx.user`` is the lazy
-    ``request.user``, whose closure is the request), so lines can wait for their batch without keeping requests
-    alive; :func:`access_text` makes the line of it.
-    """
-    trace_id, span_id = ctx.trace_id, ctx.span_id
-    if not trace_id and live and _tracing_on():
-        trace_id, span_id = _trace_ids()
-    return (
-        created,
-        levelname,
-        message,
-        ctx.request_id,
-        ctx.correlation_id,
-        trace_id,
-        span_id,
-        ctx.user_id(),
-        ctx.ip,
-        route,
-        method,
-        status_code,
-        duration_ms,
-        outcome,
-        ctx.source,
-        ctx.org_id,
-        ctx.project_id,
-        path,
-        size,
-        user_agent,
-    )
-
-
-def access_text(values: tuple[Any, ...]) -> str:
-    """The JSON line of :func:`access_values`, assembled as a string.
-
-    Every string value goes through json's own C string encoder and the constant part (logger, service,
-    environment) is cached: about half the cost of a dict through the encoder, on every request. The middleware
-    passes sanitized values only, so no redaction pass is needed here. A value of another type than the
-    middleware gives sends the line through the encoder instead (the same object, the tests hold them to it).
-    """
-    (created, levelname, message, request_id, correlation_id, trace_id, span_id, user_id, ip, route, method, status,
-     duration_ms, outcome, source, org_id, project_id, path, size, agent) = values  # fmt: skip
-    if ecs_format():
-        return _access_dumps(to_ecs({**_access_dict(values), "path": path, "bytes": size, "user_agent": agent}))
-    enc = _encode_str
-    try:  # every value here is a str or empty; anything else takes the dict path below
-        line = (
-            f'{{"timestamp": "{format_timestamp(created)}", "level": {enc(levelname)}, '
-            f'"message": {enc(message)}, {_access_head()}, '
-            f'"request_id": {enc(request_id) if request_id else "null"}, '
-            f'"correlation_id": {enc(correlation_id) if correlation_id else "null"}, '
-            f'"trace_id": {enc(trace_id) if trace_id else "null"}, '
-            f'"span_id": {enc(span_id) if span_id else "null"}, '
-            f'"user_id": {_js(user_id)}, "ip": {enc(ip) if ip else "null"}, '
-            f'"route": {enc(route)}, "method": {enc(method)}, '
-            f'"status_code": {_jn(status)}, "duration_ms": {_jn(duration_ms)}, '
-            f'"outcome": {enc(outcome)}, "source": {enc(source) if source else "null"}'
-        )
-        if org_id:
-            line += f', "org_id": {_js(org_id)}'
-        if project_id:
-            line += f', "project_id": {_js(project_id)}'
-        return (
-            f'{line}, "path": {enc(path)}, "bytes": {_jn(size)}, '
-            f'"user_agent": {"null" if agent is None else enc(agent)}}}'
-        )
-    except TypeError:
-        return _access_dumps({**_access_dict(values), "path": path, "bytes": size, "user_agent": agent})
-
-
-def _access_dict(values: tuple[Any, ...]) -> dict[str, Any]:
-    """:func:`access_values` as a dict, up to ``source`` (and ``org_id``/``project_id``): the SPEC fields."""
-    service, environment = _identity()
-    (created, levelname, message, request_id, correlation_id, trace_id, span_id, user_id, ip, route, method, status,
-     duration_ms, outcome, source, org_id, project_id) = values[:17]  # fmt: skip
-    data = {
-        "timestamp": format_timestamp(created),
-        "level": levelname,
-        "message": message,
-        "logger": ACCESS_LOGGER,
-        "service": service,
-        "environment": environment,
-        "request_id": request_id or None,
-        "correlation_id": correlation_id or None,
-        "trace_id": trace_id or None,
-        "span_id": span_id or None,
-        "user_id": user_id or None,
-        "ip": ip or None,
-        "route": route,
-        "method": method,
-        "status_code": status,
-        "duration_ms": duration_ms,
-        "outcome": outcome,
-        "source": source or None,
-    }
-    if org_id:
-        data["org_id"] = org_id
-    if project_id:
-        data["project_id"] = project_id
-    return data
-
-
-def _access_head_text() -> str:
-    service, environment = _identity()
-    dumps = _access_dumps  # as the dict path writes them ('' stays '')
-    return f'"logger": {dumps(ACCESS_LOGGER)}, "service": {dumps(service)}, "environment": {dumps(environment)}'
-
-
-_head_cache: list[str] = []
-
-
-def _access_head() -> str:
-    """``"logger": ..., "service": ..., "environment": ...``, cached once the settings answered."""
-    if _head_cache:
-        return _head_cache[0]
-    text = _access_head_text()
-    if _identity_cache is not None:  # settings not loaded yet: the environment's fallback is not cached
-        _head_cache.append(text)
-    return text
-
-
-on_reload(_head_cache.clear)
 
 _second_cache: tuple[int, str] = (-1, "")
 
@@ -453,16 +253,22 @@ def logging_config(
 ) -> dict[str, Any]:
     """A ``LOGGING`` dict: JSON lines on stdout (and the access log to a file when ``access_log`` is given).
 
-    The level comes from ``level``, else ``OBSERVABILITY_LOG_LEVEL``, else INFO: it is read here, in settings,
-    where Django's settings cannot be asked yet. The access file is written in batches of up to
-    ``access_log_buffer`` lines, at the latest ``access_log_flush_seconds`` after a line, at once for 4xx/5xx
-    (:class:`observability_app.access_log.AccessLogHandler`); ``access_log_buffer=1`` writes every line at once.
+    The level comes from ``level``, else ``OBSERVABILITY_LOG_LEVEL``, else INFO (read here, in settings, where
+    Django's settings cannot be asked yet); ``OBSERVABILITY["LOG_LEVEL"]``, when set, is applied over it once the
+    app is ready. Stdout and the access file are both written in batches (``BatchingStreamHandler`` and
+    ``AccessLogHandler`` of :mod:`observability_app.access_log`): up to ``access_log_buffer`` lines, at the latest
+    ``access_log_flush_seconds`` after a line, at once for warnings and errors; ``access_log_buffer=1`` writes every
+    line at once.
+
+    *Changed in issue 14*: stdout is batched as the file is.
     """
-    level = (level or os.environ.get("OBSERVABILITY_LOG_LEVEL") or "INFO").upper()
+    level = (level or environment_value("OBSERVABILITY_LOG_LEVEL") or "INFO").upper()
     handlers: dict[str, Any] = {
         "json_stdout": {
-            "class": "logging.StreamHandler",
+            "class": "observability_app.access_log.BatchingStreamHandler",
             "stream": "ext://sys.stdout",
+            "buffer_lines": access_log_buffer,
+            "flush_seconds": access_log_flush_seconds,
             "formatter": "json",
             "filters": ["observability_context"],
         }
@@ -494,6 +300,17 @@ def logging_config(
             ACCESS_LOGGER: {"handlers": [access_handler], "level": "INFO", "propagate": False},
         },
     }
+
+
+def uses_app_logging() -> bool:
+    """Whether the app's JSON lines are configured: some handler of the root or the access logger formats with
+    :class:`JsonFormatter` (``LOGGING = logging_config()`` does). The system check ``observability_app.W006``
+    warns otherwise: without it a project silently gets no JSON at all."""
+    for name in ("", ACCESS_LOGGER):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler.formatter, JsonFormatter):
+                return True
+    return False
 
 
 def configure_stdout(level: str = "INFO") -> None:

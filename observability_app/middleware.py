@@ -4,7 +4,9 @@ Per request it: validates or creates the correlation id (``X-Correlation-Id`` in
 (``X-Request-Id`` out), finds the client ip (``X-Forwarded-For`` only from ``TRUSTED_PROXIES``), binds the context
 that log lines and audit events read, and afterwards counts the request in the metrics and writes one access line
 (5xx error, 4xx warning, else info; successes sampled by ``ACCESS_LOG_SAMPLE_RATE``, errors never). Paths under
-``EXCLUDED_PATHS`` keep their ids but get no access line and no metrics.
+``EXCLUDED_PATHS`` keep their ids but get no access line and no metrics. While the default database is known not to
+answer, views not marked ``database_not_required`` get a 503 at once, and a view's database timeout becomes a 503
+(:mod:`observability_app.database`).
 
 Settings are read once, when Django builds the middleware chain. ``X-Debug-Logging: full`` adds sanitized headers
 and a timing breakdown to the access line when ``DEBUG_LOGGING_ENABLED`` and the caller is staff or comes from
@@ -16,31 +18,24 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-import re
-from time import perf_counter, time
+from time import perf_counter
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from . import context
-from .access_log import _level_name, access_record, direct_writer
+from . import context, database
+from .access_log import AccessLog
 from .conf import settings
-from .ids import new_id
-from .logging import ACCESS_FIELDS, ACCESS_LOGGER, access_values
+from .ids import new_id, safe_id
+from .logging import ACCESS_LOGGER
 from .redaction import redact_headers
 from .tracing import active as tracing_active
 from .tracing import current_trace_ids
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]+")
+__all__ = ["UNMATCHED_ROUTE", "ObservabilityMiddleware", "safe_id"]
+
 UNMATCHED_ROUTE = "<unmatched>"
 _LEVELS = (logging.INFO, logging.WARNING, logging.ERROR)
-
-
-def safe_id(value: str | None, max_length: int = 128) -> str | None:
-    """``value`` when it is safe to log and echo (length, characters), else None."""
-    if value and len(value) <= max_length and _SAFE_ID.fullmatch(value):
-        return value
-    return None
 
 
 def _networks(values: Any) -> tuple[Any, ...]:
@@ -57,48 +52,24 @@ def _in(ip: str, networks: tuple[Any, ...]) -> bool:
     return any(address in network for network in networks)
 
 
-def _header_store(response: Any) -> dict[str, tuple[str, str]] | None:
-    """Django's ``ResponseHeaders`` mapping itself (lower-cased name -> (name, value)), or None for another kind.
-
-    Read and written directly on every request: the public API case-folds in Python frames and, on writes, runs
-    charset and newline checks that our own safe values cannot fail.
-    """
-    store = getattr(getattr(response, "headers", None), "_store", None)
-    return store if type(store) is dict else None
-
-
-def _body_size(response: Any) -> int | None:
-    """Bytes of a non-streaming body; None for streaming responses (their size is unknown until sent).
-
-    ``Content-Length`` when a middleware set it (Django's CommonMiddleware does): ``response.content`` would join
-    the body into one new bytes object, a copy of the whole body, only to measure it.
-    """
-    if response.streaming:
-        return None
-    store = _header_store(response)
-    if store is not None:
-        length = store.get("content-length", (None, None))[1]
-    else:
-        length = response.headers.get("Content-Length")
-    if length is not None and length.isdigit():
-        return int(length)
-    return len(response.content)
-
-
 def _set_id_headers(response: Any, request_id: str, correlation_id: str) -> None:
     """``X-Request-Id`` and ``X-Correlation-Id`` on the response.
 
-    Both values are ours or passed :func:`safe_id` (ASCII letters, digits, ``._:-``), so the charset and newline
-    checks of ``response[...] = ...`` (four conversions, a tenth of the middleware's cost) cannot refuse them:
-    they go straight into the header mapping's store. Any other kind of headers object gets the public API.
+    The one private use of Django on the hot path: ``ResponseHeaders._store`` (lower-cased name -> (name, value)),
+    written directly. Through ``response.headers[...] = ...`` the two headers cost about 14,000 instructions a
+    request (four charset and newline conversions), against about 1,000 here, and the issue's target is 60,000 for
+    the whole middleware (benchmarks.middleware --instructions, docs/performance.md). Both values are ours or
+    passed :func:`safe_id` (ASCII letters, digits, ``._:-``), so those checks cannot refuse them. Any other kind of
+    headers object gets the public API. Guarded by
+    tests/test_middleware.py::test_guard_django_response_headers_store_shape, which fails when Django changes it.
     """
-    store = _header_store(response)
-    if store is not None:
+    store = getattr(response.headers, "_store", None)
+    if type(store) is dict:
         store["x-request-id"] = ("X-Request-Id", request_id)
         store["x-correlation-id"] = ("X-Correlation-Id", correlation_id)
     else:
-        response["X-Request-Id"] = request_id
-        response["X-Correlation-Id"] = correlation_id
+        response.headers["X-Request-Id"] = request_id
+        response.headers["X-Correlation-Id"] = correlation_id
 
 
 class _DebugTimer:
@@ -131,14 +102,18 @@ class ObservabilityMiddleware:
         self._max_id = conf["CORRELATION_ID_MAX_LENGTH"]
         self._trusted = _networks(conf["TRUSTED_PROXIES"])
         self._sample = float(conf["ACCESS_LOG_SAMPLE_RATE"])
-        self._with_query = conf["ACCESS_LOG_INCLUDE_QUERY"]
-        self._access = logging.getLogger(ACCESS_LOGGER) if conf["ACCESS_LOG_ENABLED"] else None
+        self._access = (
+            AccessLog(logging.getLogger(ACCESS_LOGGER), include_query=conf["ACCESS_LOG_INCLUDE_QUERY"])
+            if conf["ACCESS_LOG_ENABLED"]
+            else None
+        )
         self._debug_enabled = conf["DEBUG_LOGGING_ENABLED"]
         self._debug_networks = _networks(conf["DEBUG_LOGGING_NETWORKS"])
         self._observe = None  # with METRICS_ENABLED off, metrics cost nothing here
         self._debug_refused = None
         if conf["METRICS_ENABLED"]:
-            from .metrics import families, observe_request
+            from .metrics import families
+            from .metrics.http import observe_request
 
             self._observe = observe_request
             self._debug_refused = families.DEBUG_LOGGING_REFUSED
@@ -168,10 +143,10 @@ class ObservabilityMiddleware:
                 self._end_debug(ctx)
             context.unbind(token)
 
-    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> Any:
         ctx = context.current()
         if ctx is None:
-            return
+            return None
         match = request.resolver_match
         if match is not None:
             ctx.route = match.route or UNMATCHED_ROUTE
@@ -180,6 +155,13 @@ class ObservabilityMiddleware:
         ctx.user = getattr(request, "user", None)
         if "debug" in ctx.extra:
             ctx.extra["view_started"] = perf_counter()
+        if database.DEFAULT.open:  # the database is known not to answer: 503 now rather than queue (database.py)
+            return database.shed(view_func)
+        return None
+
+    def process_exception(self, request: Any, exception: Exception) -> Any:
+        """503 for a database that did not answer (timeout, lost connection); anything else goes on to Django."""
+        return database.response_for_exception(exception)
 
     def _begin(self, request: Any) -> tuple[context.ObservabilityContext, float]:
         started = perf_counter()
@@ -233,51 +215,25 @@ class ObservabilityMiddleware:
         status = response.status_code
         route = ctx.route or UNMATCHED_ROUTE
         if self._observe is not None:
-            self._observe(request.method, route, status, duration, _body_size(response))
+            self._observe(request.method, route, status, duration, response)
         access = self._access
         if access is not None and (
             status >= 400 or self._sample >= 1.0 or "debug" in ctx.extra or random.random() < self._sample
         ):
             level = _LEVELS[(status >= 400) + (status >= 500)]
-            if access.isEnabledFor(level):
-                self._log_access(access, level, ctx, request, response, route, status, duration)
+            if access.logger.isEnabledFor(level):
+                extra = self._extra_fields(ctx, request, response, duration) if ctx.extra else None
+                access.write(level, ctx, request, response, route, status, duration, extra)
         return response
 
-    def _log_access(
-        self,
-        access: logging.Logger,
-        level: int,
-        ctx: Any,
-        request: Any,
-        response: Any,
-        route: str,
-        status: int,
-        duration: float,
-    ) -> None:
-        method = request.method
-        path = request.get_full_path() if self._with_query else request.path
-        duration_ms = round(duration * 1000, 3)
-        size = _body_size(response)
-        outcome = "success" if status < 400 else "error"
-        agent = ctx.user_agent or None
-        message = f"{method} {route} {status}"
-        if not ctx.extra:
-            writer = direct_writer(access, level)
-            if writer is not None:  # a batching access file and nothing else to see the line: no record made
-                values = access_values(
-                    time(), _level_name(level), message, ctx, route, method, path, status, duration_ms, size,
-                    outcome, agent, live=False,
-                )  # fmt: skip
-                writer.write_values(values, level)
-                return
-        fields: dict[str, Any] = dict(
-            zip(ACCESS_FIELDS, (route, method, path, status, duration_ms, size, outcome, agent), strict=True)
-        )
+    def _extra_fields(self, ctx: Any, request: Any, response: Any, duration: float) -> dict[str, Any] | None:
+        """Fields beyond the access line's own: a rejected correlation id's length, debug logging."""
+        fields: dict[str, Any] = {}
         if "correlation_id_rejected" in ctx.extra:
             fields["correlation_id_rejected_length"] = ctx.extra["correlation_id_rejected"]
         if "debug" in ctx.extra:
             fields.update(self._debug_fields(ctx, request, response, started_at=perf_counter() - duration))
-        access.handle(access_record(level, message, ctx, fields))
+        return fields or None
 
     def _debug_fields(self, ctx: Any, request: Any, response: Any, started_at: float) -> dict[str, Any]:
         timer = self._end_debug(ctx)

@@ -50,7 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .conf import settings
+from .conf import environment_value, settings
 
 EXPORTERS = ("otlp", "console", "none")
 OTLP_TRACES_PATH = "/v1/traces"
@@ -116,12 +116,11 @@ class TracingConfig:
 def resolve(conf: Any = None, environ: Mapping[str, str] | None = None) -> TracingConfig:
     """Decide from the settings and the environment whether and how to trace."""
     conf = conf if conf is not None else settings._setup()
-    environ = os.environ if environ is None else environ
     values = conf.values
     enabled = bool(values["TRACING_ENABLED"])
     exporter = str(values["TRACE_EXPORTER"] or "none").strip().lower()
     if conf.sources.get("TRACING_ENABLED") == "default":
-        standard = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        standard = (environment_value("OTEL_TRACES_EXPORTER", environ) or "").strip().lower()
         if standard in ("otlp", "console"):
             enabled = True
     rate = values["TRACE_SAMPLE_RATE"]
@@ -134,7 +133,7 @@ def resolve(conf: Any = None, environ: Mapping[str, str] | None = None) -> Traci
         exporter=exporter if exporter in EXPORTERS else "none",
         sample_rate=float(rate),
         endpoint=values["OTLP_ENDPOINT"] or None,
-        sampler_from_env=bool(environ.get("OTEL_TRACES_SAMPLER", "").strip()),
+        sampler_from_env=bool((environment_value("OTEL_TRACES_SAMPLER", environ) or "").strip()),
         excluded_paths=tuple(path for path in values["EXCLUDED_PATHS"] if isinstance(path, str) and path),
         rules=sampling_rules(values["TRACE_SAMPLING_RULES"]),
     )

@@ -83,3 +83,11 @@ def _audit_gate_for_flush(request, django_db_blocker):
             else:
                 drop_sqlite_triggers(connection)
             connection._observability_triggers_dropped = True
+
+
+def pytest_sessionfinish(session):
+    """Write what the batching log handlers hold while pytest still captures the output (not at exit, onto the
+    terminal)."""
+    from observability_app.access_log import flush_all
+
+    flush_all()

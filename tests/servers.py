@@ -282,3 +282,88 @@ def total(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> 
         for (sample, items), value in samples.items()
         if sample == name and all(dict(items).get(key) == wanted for key, wanted in labels.items())
     )
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of the test's own (initdb in a temp directory), for outages the shared one must not see.
+
+    ``freeze()`` stops the postmaster and then every process it forked with SIGSTOP: the kernel still accepts
+    connections on the listening socket and acknowledges every byte sent on the open ones, but nothing answers, a
+    hung database rather than a refused one. Stopping only the backends would let the postmaster fork fresh ones
+    for new connections; stopping only the postmaster would let the open connections go on working. The
+    postmaster goes first so that it forks nothing between the listing of its children and their stop.
+    ``thaw()`` resumes them all. Run as root, the cluster belongs to the ``postgres`` user.
+    """
+
+    def __init__(self, port: int) -> None:
+        import glob
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        self.bin = Path(found[-1]).parent if found else Path(os.path.dirname(require_tool("initdb")))
+        self.port = port
+        self.directory = Path(tempfile.mkdtemp(prefix="obs_hang_"))  # under /tmp: the postgres user can reach it
+        self.data = self.directory / "data"
+        self.frozen: list[int] = []
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=timeout)
+
+    def start(self) -> OwnPostgres:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise RuntimeError(f"port {self.port} is taken: set OBSERVABILITY_TEST_OWN_PG_PORT to a free one")
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.directory / "log"), "-o", options,
+                  "-w", "start")  # fmt: skip
+        return self
+
+    def url(self, name: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def create_database(self, name: str) -> str:
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return self.url(name)
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def freeze(self) -> list[int]:
+        postmaster = self.postmaster_pid()
+        os.kill(postmaster, signal.SIGSTOP)
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        self.frozen = [postmaster, *(int(pid) for pid in children)]
+        for pid in self.frozen[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        return self.frozen
+
+    def thaw(self) -> None:
+        for pid in reversed(self.frozen):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.frozen = []
+
+    def stop(self) -> None:
+        self.thaw()
+        with contextlib.suppress(Exception):
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> OwnPostgres:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def own_postgres_port() -> int:
+    return int(os.environ.get("OBSERVABILITY_TEST_OWN_PG_PORT", "55433"))

@@ -26,7 +26,7 @@ from observability_app.conf import build_settings
 from observability_app.logging import ContextFilter, JsonFormatter
 
 from .logcapture import capture_logs
-from .test_access_log import _ctx, _fields
+from .test_access_log import _ctx, _values
 from .test_example_api import URL, put
 
 SCHEMA = json.loads((Path(__file__).parent / "fixtures" / "ecs_fields.json").read_text())
@@ -167,8 +167,8 @@ def test_the_batched_access_file_writes_ecs_too(tmp_path, ecs):
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter())
     try:
-        handler.write_access(logging.INFO, "GET x 200", _ctx(), _fields())
-        handler.write_access(logging.WARNING, "GET x 404", _ctx(org_id="acme"), _fields(status_code=404))
+        handler.write_values(_values(logging.INFO), logging.INFO)
+        handler.write_values(_values(logging.WARNING, ctx=_ctx(org_id="acme"), status_code=404), logging.WARNING)
         handler.flush()
     finally:
         handler.close()

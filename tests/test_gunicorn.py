@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPException
 
 import pytest
 
@@ -99,3 +101,76 @@ def test_writes_count_once_per_request_under_concurrency(server_database, tmp_pa
         assert total(samples, "bucket_storage_objects") == 40
         assert total(samples, "bucket_storage_used_bytes") == 40 * len(body)
         assert total(samples, "audit_events_recorded_total", event_type="ARTIFACT_CREATED") == 40
+
+
+def _cumulative(text: str) -> dict[tuple[str, tuple], float]:
+    """The samples of an exposition that may never go down: counters, and histograms' buckets, counts and sums."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        if family.type not in ("counter", "histogram"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_counters_never_go_back_across_reloads_recycling_and_kills(server_database, tmp_path):
+    """100 scrapes while workers are recycled by max_requests, reloaded by SIGHUP and killed with SIGKILL: every
+    counter (process_cpu_seconds_total included) and every histogram sample is there in each later scrape, never
+    lower."""
+    import random
+    import threading
+
+    with GunicornServer(server_database.url, tmp_path, workers=3, env={"GUNICORN_MAX_REQUESTS": "30"}) as server:
+        stop = threading.Event()
+
+        def traffic() -> None:
+            index = 0
+            while not stop.is_set():
+                index += 1
+                with contextlib.suppress(OSError, HTTPException):  # a worker killed mid-answer
+                    _get(server, index)
+                stop.wait(0.01)
+
+        drivers = [threading.Thread(target=traffic) for _ in range(2)]
+        for driver in drivers:
+            driver.start()
+        previous: dict[tuple[str, tuple], float] = {}
+        pids: set[int] = set(server.worker_pids())
+        events = {20: "hup", 35: "kill", 55: "hup", 70: "kill", 85: "kill"}
+        went_back: list[str] = []
+        cpu: list[float] = []
+        try:
+            for index in range(100):
+                event = events.get(index)
+                if event == "hup":
+                    os.kill(server.process.pid, signal.SIGHUP)
+                elif event == "kill":
+                    with contextlib.suppress(ProcessLookupError, IndexError):
+                        os.kill(random.choice(server.worker_pids()), signal.SIGKILL)
+                answer = http(server.url("/metrics"), headers={"Connection": "close"}, timeout=30)
+                assert answer.status == 200, answer.body[:300]
+                current = _cumulative(answer.body.decode())
+                for key, value in previous.items():
+                    if key not in current:
+                        went_back.append(f"scrape {index}: {key} disappeared")
+                    elif current[key] < value:
+                        went_back.append(f"scrape {index}: {key} {value} -> {current[key]}")
+                previous = current
+                cpu.append(total(current, "process_cpu_seconds_total"))
+                pids.update(server.worker_pids())
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for driver in drivers:
+                driver.join(30)
+        output = server.output()
+    assert not went_back, "\n".join(went_back[:20])
+    # The workers really were replaced: 3 at the start, then recycling, two reloads and three kills.
+    assert len(pids) >= 3 + 6 + 3, (sorted(pids), output[-2000:])
+    assert output.count("was sent SIGKILL") == 3
+    assert cpu[-1] > cpu[0] > 0

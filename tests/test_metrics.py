@@ -265,7 +265,7 @@ def test_ten_thousand_random_requests_leave_the_series_bounded(client, db):
     assert len({labels["bucket"] for labels in series(samples, "bucket_artifact_read_total")}) <= bins
     leaked = [name for name in names if len(name) > 6 and f'"{name}"' in text]
     assert not leaked, leaked[:5]
-    assert text.count("\n") < 20_000
+    assert text.count("\n") < 30_000  # the catalog primed at zero in every bin (docs/metrics.md) plus the traffic
 
 
 def test_kill_switch_removes_the_cost(settings, db):
@@ -465,11 +465,11 @@ def test_purges_and_verification_are_read_from_the_database(client, db):
     assert purged["AUTH_LOGIN_FAILED"] >= 2
     assert not {"bogus", "negative", "flag", "x" * 100} & set(purged)
     last = total(samples, "audit_purge_last_run_timestamp_seconds")
-    provider = audit_metrics._guarded("retention", "last_purge")
-    expected = provider() if provider else now
+    from observability_app.audit import retention, verification
+
+    expected = retention.last_purge() or now
     assert last == pytest.approx(expected.timestamp(), abs=1e-3)
-    verification = audit_metrics._guarded("integrity", "last_verification")
-    result = verification() if verification else None
+    result = verification.last_verification()
     if result is None:
         assert not series(samples, "audit_verification_last_run_timestamp_seconds")
     else:

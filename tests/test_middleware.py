@@ -228,3 +228,20 @@ def test_access_line_bytes(make, expected):
 def _with_length(response, value):
     response["Content-Length"] = value
     return response
+
+
+def test_guard_django_response_headers_store_shape():
+    """middleware._set_id_headers writes ``ResponseHeaders._store`` directly (its figure is in its docstring): the
+    store must still be a dict of lower-cased name -> (name, value) that the response sends as it is."""
+    from django.http import HttpResponse, StreamingHttpResponse
+    from django.http.response import ResponseHeaders
+
+    from observability_app.middleware import _set_id_headers
+
+    for response in (HttpResponse(b"x"), StreamingHttpResponse(iter([b"x"]))):
+        assert type(response.headers) is ResponseHeaders and type(response.headers._store) is dict
+        response["Content-Language"] = "en"
+        assert response.headers._store["content-language"] == ("Content-Language", "en")
+        _set_id_headers(response, "r" * 32, "c-1")
+        assert response["x-request-id"] == "r" * 32 and response.has_header("X-Correlation-Id")
+        assert ("X-Correlation-Id", "c-1") in list(response.items())

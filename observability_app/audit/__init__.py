@@ -8,13 +8,15 @@ Public API::
     audit.record_many([("ARTIFACT_ACCESSED", {...}), ...])
     audit.register_event_type("MODEL_PROMOTED", required=["artifact_id", "stage"], retention=365 * 7)
 
-``record`` and ``record_many`` are loaded on first use so that importing this package never touches the model
-registry (it is safe to import from a project's ``apps.py``).
+``record`` and ``record_many`` load the recording module on their first call, so that importing this package never
+touches the model registry (it is safe to import from a project's ``apps.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
     AppendOnlyViolation,
@@ -26,6 +28,10 @@ from .exceptions import (
 )
 from .registry import ARTIFACT_LIFETIME, PERMANENT, EventType, all_types, retention_for
 from .registry import register as register_event_type
+from .signals import event_recorded
+
+if TYPE_CHECKING:
+    from .models import AuditEvent
 
 __all__ = [
     "ARTIFACT_LIFETIME",
@@ -38,6 +44,7 @@ __all__ = [
     "PayloadTooLarge",
     "UnknownEventType",
     "all_types",
+    "event_recorded",
     "record",
     "record_many",
     "register_event_type",
@@ -45,9 +52,42 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("record", "record_many", "event_recorded"):
-        from . import recording
+def record(
+    event_type: str,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    subject: Any = None,
+    actor: Any = None,
+    outcome: str | None = None,
+    source: str | None = None,
+    occurred_at: datetime | None = None,
+    using: str | None = None,
+    **context_fields: Any,
+) -> AuditEvent:
+    """Store one audit event in the caller's transaction: :func:`observability_app.audit.recording.record`.
 
-        return getattr(recording, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    A plain function (not a module ``__getattr__``) so that type checkers see it; the recording module, which
+    imports the models, is loaded on the first call.
+    """
+    from .recording import record as _record
+
+    return _record(
+        event_type,
+        payload,
+        subject=subject,
+        actor=actor,
+        outcome=outcome,
+        source=source,
+        occurred_at=occurred_at,
+        using=using,
+        **context_fields,
+    )
+
+
+def record_many(
+    events: Iterable[Mapping[str, Any] | tuple[Any, ...]], *, using: str | None = None, batch_size: int = 2000
+) -> int:
+    """Store many events atomically (all or none): :func:`observability_app.audit.recording.record_many`."""
+    from .recording import record_many as _record_many
+
+    return _record_many(events, using=using, batch_size=batch_size)

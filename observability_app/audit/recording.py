@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
-from django.dispatch import Signal
 
 from .. import context as obs_context
 from ..conf import settings
@@ -28,10 +27,7 @@ from .canonical import DIGEST_FIELDS, EVENT_COLUMNS, encode_payload, event_diges
 from .exceptions import InvalidAuditEvent, MissingPayloadFields, PayloadTooLarge
 from .locks import WRITERS_LOCK_SQL, take_writers_lock
 from .models import AuditEvent
-
-#: Sent after an event was written (inside the caller's transaction): ``sender=AuditEvent``, ``event_type``,
-#: ``count``. Metrics count events by type from it.
-event_recorded = Signal()
+from .signals import event_recorded
 
 _COLUMNS = EVENT_COLUMNS
 _MAX_LENGTHS = {

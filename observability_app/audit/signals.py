@@ -17,6 +17,11 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
+#: Sent after an event was written (inside the caller's transaction): ``sender=AuditEvent``, ``event_type``,
+#: ``count``. Metrics count events by type from it. (Defined here, beside the type signals, so that it can be
+#: imported without the models; :mod:`observability_app.audit.recording` sends it.)
+event_recorded = Signal()
+
 artifact_created = Signal()
 artifact_accessed = Signal()
 safety_decision_recorded = Signal()

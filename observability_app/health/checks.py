@@ -11,7 +11,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from ..conf import settings
@@ -36,12 +36,34 @@ class DatabaseCheck(HealthCheck):
         aliases = cls.aliases if cls.aliases is not None else tuple(django_settings.DATABASES)
         return [cls(alias) for alias in aliases]
 
-    def check(self) -> None:
+    def check(self, claimed: bool = False) -> None:
+        """``SELECT 1``; the outcome opens or closes this process's breaker for the alias (``database``).
+
+        While the breaker is open the check answers from it at once and leaves the probing to one background run
+        per ``DATABASE_RETRY_SECONDS`` (``claimed``: that run), so that no probe or scrape waits on a database
+        already known not to answer.
+        """
         from django.db import connections
 
-        with connections[self.alias].cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        from .. import database
+
+        breaker = database.breaker(self.alias)
+        if not claimed and breaker.open:
+            database.probe_soon(self.alias)
+            raise HealthCheckFailed(breaker.reason or "unavailable")
+        try:
+            with database.bounded(), connections[self.alias].cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except Exception as exc:
+            if database.is_unavailable(exc):  # not answering; an error the server reported says it answers
+                breaker.trip(database.reason_for(exc))
+            raise
+        else:
+            breaker.recover()
+        finally:
+            if claimed:
+                breaker.release_probe()
 
     def cleanup(self) -> None:
         from django.db import connections
@@ -71,6 +93,8 @@ class MigrationsCheck(HealthCheck):
         from django.db.migrations.loader import MigrationLoader
         from django.db.migrations.recorder import MigrationRecorder
 
+        from .. import database
+
         cls = type(self)
         if cls._applied_at and time.monotonic() - cls._applied_at < cls.recheck_seconds:
             return
@@ -78,8 +102,23 @@ class MigrationsCheck(HealthCheck):
             loader = MigrationLoader(None, ignore_no_migrations=True)
             cls._graph_nodes = frozenset(loader.graph.leaf_nodes())
             cls._replacements = {key: list(migration.replaces) for key, migration in loader.replacements.items()}
-        connection = connections[self.alias]
-        recorder = MigrationRecorder(connection)
+        breaker = database.breaker(self.alias)
+        if breaker.open:  # DatabaseCheck probes the database; this check would only wait on it as well
+            raise HealthCheckFailed(breaker.reason or "unavailable")
+        try:
+            with database.bounded():
+                missing = self._missing(MigrationRecorder(connections[self.alias]))
+        except Exception as exc:
+            if database.is_unavailable(exc):
+                breaker.trip(database.reason_for(exc))
+            raise
+        if missing:
+            raise HealthCheckFailed(f"{missing} app(s) with unapplied migrations")
+        cls._applied_at = time.monotonic()
+
+    @classmethod
+    def _missing(cls, recorder: Any) -> int:
+        """Migrations on disk that ``django_migrations`` does not list (a replaced set counts once applied)."""
         if not recorder.has_table():
             raise HealthCheckFailed("no migration has been applied")
         applied = set(recorder.applied_migrations())
@@ -91,9 +130,7 @@ class MigrationsCheck(HealthCheck):
             if replaced and all(old in applied for old in replaced):
                 continue
             missing += 1
-        if missing:
-            raise HealthCheckFailed(f"{missing} app(s) with unapplied migrations")
-        cls._applied_at = time.monotonic()
+        return missing
 
     def cleanup(self) -> None:
         from django.db import connections

@@ -4,7 +4,8 @@ Why threads: a check blocked on a dead TCP peer (a blackholed database host) can
 the probe must still answer within ``HEALTH_CHECK_TIMEOUT``. Each check runs in its own daemon thread; the caller
 waits at most the timeout and reports a check still running as failed (``timeout``). A check whose previous run is
 still hung is not started again: it stays failed until that run ends, so a flood of probes against a hung
-dependency costs no thread per probe.
+dependency costs no thread per probe, and a run already past its bound is reported failed at once (it had its time):
+a probe or a scrape never waits twice on the same hung run.
 
 Why a cache: kubelets, load balancers and uptime monitors probe several times a second per replica. The last answer
 is reused for ``HEALTH_CACHE_SECONDS`` and concurrent probes wait for the one evaluation in flight instead of each
@@ -47,9 +48,10 @@ class HealthReport:
 class _Slot:
     """One check's run state: at most one thread per check at any time."""
 
-    __slots__ = ("done", "result", "running")
+    __slots__ = ("began", "done", "result", "running")
 
     def __init__(self) -> None:
+        self.began = time.monotonic()
         self.running = False
         self.done = threading.Event()
         self.result: CheckResult | None = None
@@ -107,15 +109,12 @@ class Runner:
         except (ImportError, TypeError, ValueError):
             # Misconfiguration is reported by the system check observability_app.E030; the probe says not ready.
             return HealthReport(FAIL, datetime.now(UTC), (CheckResult("configuration", FAIL, 0.0, "invalid"),))
-        started = time.monotonic()
-        waits: list[tuple[HealthCheck, _Slot, float]] = []
-        for check in checks:
-            slot, began = self._start(check)
-            waits.append((check, slot, began))
+        waits = [(check, self._start(check)) for check in checks]
         results = []
-        for check, slot, began in waits:
+        for check, slot in waits:
             bound = check.timeout if check.timeout is not None else timeout
-            remaining = max(0.0, bound - (time.monotonic() - started))
+            began = slot.began  # a run still hung from an earlier probe keeps its own start: one bound per run
+            remaining = max(0.0, bound - (time.monotonic() - began))
             if slot.done.wait(remaining) and slot.result is not None:
                 results.append(slot.result)
             else:
@@ -124,17 +123,16 @@ class Runner:
         status = PASS if all(result.ok for result in results) else FAIL
         return HealthReport(status, datetime.now(UTC), tuple(results))
 
-    def _start(self, check: HealthCheck) -> tuple[_Slot, float]:
+    def _start(self, check: HealthCheck) -> _Slot:
         with self._lock:
             slot = self._slots.get(check.name)
             if slot is not None and slot.running:
-                return slot, time.monotonic()  # still hung from an earlier probe: wait on that run
+                return slot  # still hung from an earlier probe: wait on that run, within its own bound
             slot = self._slots[check.name] = _Slot()
             slot.running = True
-        began = time.monotonic()
         thread = threading.Thread(target=self._run, args=(check, slot), name=f"health-{check.name}", daemon=True)
         thread.start()
-        return slot, began
+        return slot
 
     @staticmethod
     def _run(check: HealthCheck, slot: _Slot) -> None:

@@ -13,6 +13,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_exempt
 
 from ..compat import login_not_required
+from ..database import database_not_required
 from .runner import HealthReport, liveness, readiness
 
 _ALLOWED = ("GET", "HEAD")
@@ -43,6 +44,7 @@ def _respond(request: HttpRequest, report: HealthReport | None) -> HttpResponse:
 
 @csrf_exempt
 @login_not_required
+@database_not_required
 def live(request: HttpRequest) -> HttpResponse:
     """Liveness: the process answers; no dependency is consulted (restarting it would not fix one)."""
     return _respond(request, liveness() if request.method in _ALLOWED else None)
@@ -50,6 +52,7 @@ def live(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 @login_not_required
+@database_not_required
 def ready(request: HttpRequest) -> HttpResponse:
     """Readiness: 200 when every configured check passes, 503 naming the failing checks otherwise."""
     return _respond(request, readiness() if request.method in _ALLOWED else None)

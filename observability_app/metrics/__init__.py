@@ -79,7 +79,7 @@ def _apply(enabled: bool) -> None:
     if enabled and not _state["ready"]:
         from prometheus_client import disable_created_metrics
 
-        from . import audit, database, families, http, priming  # noqa: F401  (families: creates the metrics)
+        from . import audit, database, families, http, logs, priming  # noqa: F401  (families: creates the metrics)
         from .bucket import families as bucket_families
 
         # *_created series double the output of every counter and histogram; Prometheus does not need them.
@@ -88,19 +88,22 @@ def _apply(enabled: bool) -> None:
         database.install()
         audit.connect()
         http.connect()
+        logs.connect()
         _state["ready"] = True
     elif enabled:
-        from . import audit, database, http
+        from . import audit, database, http, logs
 
         database.install()
         audit.connect()
         http.connect()
+        logs.connect()
     elif _state["ready"]:
-        from . import audit, database, http
+        from . import audit, database, http, logs
 
         database.uninstall()
         audit.disconnect()
         http.disconnect()
+        logs.disconnect()
     recording._enable(enabled)
     from ..conf import settings
     from . import exemplars
@@ -121,12 +124,15 @@ def _on_settings_change() -> None:
         priming.prime_catalog(bucket_families.CATALOG)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "observe_request":
-        from .http import observe_request
+def observe_request(
+    method: str, route: str, status: int, duration_s: float, response: Any = None, size: int | None = None
+) -> None:
+    """Count one request: :func:`observability_app.metrics.http.observe_request` (the middleware calls that one
+    directly). A plain function, not a module ``__getattr__``, so that type checkers see it; the metrics are
+    created on the first call, not when this package is imported."""
+    from .http import observe_request as _observe
 
-        return observe_request
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _observe(method, route, status, duration_s, response, size)
 
 
 __all__ = ["is_enabled", "observe_request", "setup"]

@@ -104,23 +104,13 @@ class _PurgeTotals:
 _purges = _PurgeTotals()
 
 
-def _guarded(module: str, function: str) -> Any:
-    """``function`` of ``observability_app.audit.<module>`` if it exists, else None."""
-    from importlib import import_module
-
-    try:
-        found = import_module(f"observability_app.audit.{module}")
-    except ImportError:
-        return None
-    return getattr(found, function, None)
-
-
 class AuditCollector:
     """Scrape-time audit values from the database."""
 
     def collect(self) -> Iterator[Metric]:
         from django.db import DatabaseError
 
+        from ..audit import retention, verification  # direct: the audit package is always there with the app
         from ..conf import settings
 
         purged = CounterMetricFamily(
@@ -137,7 +127,7 @@ class AuditCollector:
         last_purge = GaugeMetricFamily(
             "audit_purge_last_run_timestamp_seconds", "Unix time of the last retention purge run (any host)."
         )
-        when = self._call("retention", "last_purge")
+        when = self._call(retention.last_purge)
         if when is _UNAVAILABLE:
             when = _purges.last_run
         if isinstance(when, datetime):
@@ -150,7 +140,7 @@ class AuditCollector:
         problems = GaugeMetricFamily(
             "audit_verification_last_problems", "Problems (tampered, missing, forged) the last verify_audit run found."
         )
-        result = self._call("integrity", "last_verification")
+        result = self._call(verification.last_verification)
         if isinstance(result, tuple | list) and len(result) == 2 and isinstance(result[0], datetime):
             last_verify.add_metric([], result[0].timestamp())
             if isinstance(result[1], int | float) and not isinstance(result[1], bool):
@@ -159,19 +149,18 @@ class AuditCollector:
         yield problems
 
     @staticmethod
-    def _call(module: str, function: str) -> Any:
+    def _call(provider: Any) -> Any:
+        """``provider()``, None when the database fails, ``_UNAVAILABLE`` when the provider itself fails."""
         from django.db import DatabaseError
 
-        provider = _guarded(module, function)
-        if provider is None:
-            return _UNAVAILABLE
+        name = f"{provider.__module__}.{provider.__name__}"
         try:
             return provider()
         except DatabaseError as exc:
-            logger.warning("audit metrics: %s.%s() failed (%s)", module, function, type(exc).__name__)
+            logger.warning("audit metrics: %s() failed (%s)", name, type(exc).__name__)
             return None
         except Exception as exc:  # a bug in a provider must not take /metrics down
-            logger.warning("audit metrics: %s.%s() raised %s", module, function, type(exc).__name__)
+            logger.warning("audit metrics: %s() raised %s", name, type(exc).__name__)
             return _UNAVAILABLE
 
 

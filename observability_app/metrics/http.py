@@ -34,11 +34,16 @@ _exemplars_state = exemplars._state  # {"on": TRACING_ENABLED}: one dict look-up
 MAX_CACHED = 4096
 
 
-def observe_request(method: str, route: str, status: int, duration_s: float, size: int | None = None) -> None:
+def observe_request(
+    method: str, route: str, status: int, duration_s: float, response: Any = None, size: int | None = None
+) -> None:
     """Count one request, observe its duration and (when known) its body size in bytes.
 
-    ``route`` is the URL pattern, ``""`` when none matched; ``size`` None for a streaming response.
+    ``route`` is the URL pattern, ``""`` when none matched. The size is ``size``, else that of ``response``'s body
+    (:func:`body_size`; none for a streaming response).
     """
+    if size is None and response is not None:
+        size = body_size(response)
     if method not in HTTP_METHODS:
         method = OTHER_METHOD
     key = (method, route, status)
@@ -67,6 +72,22 @@ def observe_request(method: str, route: str, status: int, duration_s: float, siz
             size_bucket.inc(1.0)
     if _exemplars_state["on"]:
         exemplars.offer(fast[8][0], fast[8][1], index, duration_s)
+
+
+def body_size(response: Any) -> int | None:
+    """Bytes of a non-streaming body; None for streaming responses (their size is unknown until sent).
+
+    ``response.content`` of a one-chunk body (what ``HttpResponse(content)`` holds) is that chunk, not a copy; an
+    empty body with a numeric ``Content-Length`` (a view answering HEAD) says what that header says.
+    """
+    if getattr(response, "streaming", True):
+        return None
+    size = len(response.content)
+    if size == 0:
+        length = response.get("Content-Length")
+        if length is not None and length.isdigit():
+            return int(length)
+    return size
 
 
 class _Nothing:

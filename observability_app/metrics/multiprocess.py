@@ -10,7 +10,12 @@ memory-mapped files in that directory and a scrape served by any worker adds the
 * A lock file: folding takes it exclusively, scrapes take it shared, so a scrape never sees a worker's values
   twice (already folded and not yet removed) or not at all.
 * :class:`ProcessMetricsCollector`: ``process_*`` metrics summed over the live worker processes (prometheus_client's
-  own process collector only sees the process that happens to serve the scrape).
+  own process collector only sees the process that happens to serve the scrape). ``process_cpu_seconds_total``
+  also keeps the CPU time of the workers that are gone (``process_cpu.json``): every scrape records what it read
+  per worker, and folding a dead worker moves its share into an archived total, at least what was last seen and,
+  in the gunicorn master that reaped it, its exact final CPU time (``RUSAGE_CHILDREN``). The counter never goes
+  back when a worker is recycled, reloaded or killed; a worker killed outright loses at most the CPU it used since
+  the last scrape, and only when the folding process is not its parent.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 LOCK_NAME = ".observability.lock"
+CPU_STATE_NAME = "process_cpu.json"
 _FOLDED_TYPES = ("counter", "histogram", "summary")
 _INT = struct.Struct("i").unpack_from
 _DOUBLE = struct.Struct("d").unpack_from
@@ -55,53 +61,180 @@ def prepare_directory(path: str) -> None:
     One directory per gunicorn master: two masters sharing it would wipe and mix each other's values.
     """
     os.makedirs(path, exist_ok=True)
-    for name in glob.glob(os.path.join(path, "*.db")):
-        os.remove(name)
+    for name in [*glob.glob(os.path.join(path, "*.db")), os.path.join(path, CPU_STATE_NAME)]:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
+    _reaped_cpu["seen"] = _children_cpu()
 
 
 def mark_process_dead(pid: int, path: str | None = None) -> None:
-    """Bookkeeping for a worker that exited: drop its live gauges, fold its totals into the archive files."""
+    """Bookkeeping for a worker that exited: drop its live gauges, fold its totals into the archive files.
+
+    Called by gunicorn's ``child_exit`` in the master (after the worker was reaped), or by a process about to exit
+    with its own pid (Celery's prefork children). SIGCHLD is held meanwhile, so that a gunicorn that reaps from its
+    signal handler cannot fold twice at once (the lock is per open file: it would wait for itself).
+    """
     from prometheus_client import multiprocess
-    from prometheus_client.mmap_dict import MmapedDict
 
     path = path or directory()
     if not path:
         return
     multiprocess.mark_process_dead(pid, path)
-    with locked(path, exclusive=True):
-        for kind in _FOLDED_TYPES:
-            dead = os.path.join(path, f"{kind}_{pid}.db")
-            if not os.path.exists(dead):
-                continue
-            archive = os.path.join(path, f"{kind}_archive.db")
-            totals: dict[str, float] = {}
-            for source in (archive, dead):
-                if os.path.exists(source):
-                    for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(source):
-                        totals[key] = totals.get(key, 0.0) + value
-            fresh = archive + ".tmp"
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(fresh)
-            target = MmapedDict(fresh)
-            try:
-                for key, value in totals.items():
-                    target.write_value(key, value, 0.0)
-            finally:
-                target.close()
-            os.replace(fresh, archive)
-            os.remove(dead)
+    held = _hold_sigchld()
+    try:
+        with locked(path, exclusive=True):
+            for kind in _FOLDED_TYPES:
+                _fold_file(path, kind, pid)
+            _fold_cpu(path, pid)
+    finally:
+        _release_sigchld(held)
+
+
+def _fold_file(path: str, kind: str, pid: int) -> None:
+    from prometheus_client.mmap_dict import MmapedDict
+
+    dead = os.path.join(path, f"{kind}_{pid}.db")
+    if not os.path.exists(dead):
+        return
+    archive = os.path.join(path, f"{kind}_archive.db")
+    totals: dict[str, float] = {}
+    for source in (archive, dead):
+        if os.path.exists(source):
+            for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(source):
+                totals[key] = totals.get(key, 0.0) + value
+    fresh = archive + ".tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(fresh)
+    target = MmapedDict(fresh)
+    try:
+        for key, value in totals.items():
+            target.write_value(key, value, 0.0)
+    finally:
+        target.close()
+    os.replace(fresh, archive)
+    os.remove(dead)
+
+
+# -- process CPU time of workers that are gone ------------------------------------------------------------------------
+
+#: CPU seconds of the children this process had reaped at its last fold (gunicorn master only).
+_reaped_cpu: dict[str, float] = {}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of every child this process has reaped (and their reaped descendants)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _hold_sigchld() -> bool:
+    import signal
+
+    try:
+        return signal.SIGCHLD not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _release_sigchld(held: bool) -> None:
+    import signal
+
+    if held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+
+
+def _read_cpu_state(path: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(path, CPU_STATE_NAME), "rb") as handle:
+            state = json.loads(handle.read() or b"{}")
+    except (FileNotFoundError, ValueError):
+        state = {}
+    archived = state.get("archived", 0.0)
+    seen = state.get("seen", {})
+    if not isinstance(archived, (int, float)) or not isinstance(seen, dict):
+        archived, seen = 0.0, {}
+    return {"archived": float(archived), "seen": {str(key): float(value) for key, value in seen.items()}}
+
+
+def _write_cpu_state(path: str, state: dict[str, Any]) -> None:
+    target = os.path.join(path, CPU_STATE_NAME)
+    fresh = f"{target}.{os.getpid()}.tmp"
+    with open(fresh, "w") as handle:
+        json.dump(state, handle)
+    os.replace(fresh, target)
+
+
+def _fold_cpu(path: str, pid: int) -> None:
+    """Move the CPU time of ``pid`` and of every recorded worker that no longer exists into the archived total.
+
+    The archived total grows by at least what the scrapes last saw of them, so the sum a scrape reports cannot go
+    down. In the process that reaped them it grows by their exact final CPU time instead: RUSAGE_CHILDREN rose by
+    that much since the previous fold.
+    """
+    state = _read_cpu_state(path)
+    seen = state["seen"]
+    gone = [key for key in seen if key != str(pid) and not os.path.exists(f"/proc/{key}")]
+    last_seen = sum(seen.pop(key) for key in gone)
+    if pid == os.getpid():  # a process folding itself on its way out: its own CPU time, now
+        times = os.times()
+        final = max(seen.pop(str(pid), 0.0), times.user + times.system + times.children_user + times.children_system)
+        state["archived"] += final + last_seen
+    else:
+        last_seen += seen.pop(str(pid), 0.0)
+        if os.path.exists(f"/proc/{pid}"):  # not reaped yet (a zombie still shows its final times)
+            last_seen = max(last_seen, _cpu_of(pid) or 0.0)
+        reaped = _children_cpu()
+        exact = reaped - _reaped_cpu.get("seen", reaped)
+        _reaped_cpu["seen"] = reaped
+        state["archived"] += max(last_seen, exact)
+    _write_cpu_state(path, state)
+
+
+def _cpu_of(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[-1].split()
+    except OSError:
+        return None
+    return sum(float(value) for value in fields[11:15]) / _TICKS
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[-1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _ticks() -> float:
+    try:
+        return float(os.sysconf("SC_CLK_TCK"))
+    except (ValueError, OSError, AttributeError):
+        return 100.0
+
+
+_TICKS = _ticks()
 
 
 def live_pids(path: str) -> list[int]:
-    """Pids that wrote metric files and still run (the serving process included)."""
-    pids = {os.getpid()}
+    """Pids that wrote metric files and still run (the serving process included).
+
+    Only this process, its parent and their children count (the gunicorn master and its workers, a Celery worker
+    and its pool): a stale file whose pid was reused by an unrelated process adds nothing.
+    """
+    me, parent = os.getpid(), os.getppid()
+    pids = {me}
     for name in os.listdir(path):
         if not name.endswith(".db"):
             continue
         tail = name[:-3].rsplit("_", 1)[-1]
         if tail.isdigit():
             pids.add(int(tail))
-    return sorted(pid for pid in pids if os.path.exists(f"/proc/{pid}/stat"))
+    family = {me, parent}
+    return sorted(pid for pid in pids if pid in family or _parent_of(pid) in family)
 
 
 class _Slot:
@@ -210,7 +343,10 @@ class MultiProcessReader:
         totals: list[float] = []
         gauge_files = []
         with locked(self.path, exclusive=False):
-            for name in sorted(glob.glob(os.path.join(self.path, "*.db"))):
+            names = sorted(glob.glob(os.path.join(self.path, "*.db")))
+            for gone in self.files.keys() - set(names):  # folded workers: their parsed offsets are not needed
+                del self.files[gone]
+            for name in names:
                 kind = os.path.basename(name).split("_", 1)[0]
                 if kind == "gauge":
                     gauge_files.append(name)
@@ -261,40 +397,49 @@ def reader(path: str) -> MultiProcessReader:
 
 
 class ProcessMetricsCollector:
-    """``process_*`` summed over the live processes of the multi-process directory (Linux /proc)."""
+    """``process_*`` summed over the live processes of the multi-process directory (Linux /proc).
+
+    ``process_cpu_seconds_total`` adds the archived CPU time of the workers that are gone (see the module's
+    docstring); the per-worker values read here are recorded under the directory's lock first, so a worker that
+    dies right after this scrape is folded with at least what this scrape reported.
+    """
 
     def __init__(self, path: str) -> None:
         self._path = path
-        try:
-            self._ticks = float(os.sysconf("SC_CLK_TCK"))
-        except (ValueError, OSError):
-            self._ticks = 100.0
         self._page = float(os.sysconf("SC_PAGE_SIZE")) if hasattr(os, "sysconf") else 4096.0
         self._boot = _boot_time()
 
     def collect(self) -> Iterator[Metric]:
-        cpu = rss = vms = threads = fds = max_fds = 0.0
+        rss = vms = threads = fds = max_fds = 0.0
         start: float | None = None
         processes = 0
-        for pid in live_pids(self._path):
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as handle:
-                    fields = handle.read().rsplit(b")", 1)[-1].split()
-                process_fds = len(os.listdir(f"/proc/{pid}/fd"))
-                process_max = _max_fds(pid)
-            except OSError:  # exited meanwhile, or not ours to read
-                continue
-            processes += 1
-            cpu += (float(fields[11]) + float(fields[12])) / self._ticks
-            threads += float(fields[17])
-            vms += float(fields[20])
-            rss += float(fields[21]) * self._page
-            fds += process_fds
-            max_fds += process_max
-            began = self._boot + float(fields[19]) / self._ticks
-            start = began if start is None else min(start, began)
+        with locked(self._path, exclusive=True):
+            state = _read_cpu_state(self._path)
+            seen = state["seen"]
+            for pid in live_pids(self._path):
+                try:
+                    with open(f"/proc/{pid}/stat", "rb") as handle:
+                        fields = handle.read().rsplit(b")", 1)[-1].split()
+                    process_fds = len(os.listdir(f"/proc/{pid}/fd"))
+                    process_max = _max_fds(pid)
+                except OSError:  # exited meanwhile, or not ours to read
+                    continue
+                processes += 1
+                cpu = sum(float(value) for value in fields[11:15]) / _TICKS
+                seen[str(pid)] = max(seen.get(str(pid), 0.0), cpu)
+                threads += float(fields[17])
+                vms += float(fields[20])
+                rss += float(fields[21]) * self._page
+                fds += process_fds
+                max_fds += process_max
+                began = self._boot + float(fields[19]) / _TICKS
+                start = began if start is None else min(start, began)
+            _write_cpu_state(self._path, state)
+        cpu_total = state["archived"] + sum(seen.values())
         yield CounterMetricFamily(
-            "process_cpu_seconds", "Total user and system CPU time spent in seconds (sum over live workers).", cpu
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds (live workers and the workers that are gone).",
+            cpu_total,
         )
         yield GaugeMetricFamily(
             "process_resident_memory_bytes", "Resident memory size in bytes (sum over live workers).", rss

@@ -7,11 +7,13 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..compat import login_not_required
 from ..conf import settings
+from ..database import database_not_required
 from . import access
 
 
 @csrf_exempt
 @login_not_required
+@database_not_required
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition; 404 when ``METRICS_ENABLED`` is off, 401/403 when the scraper is not allowed."""
     if not settings.METRICS_ENABLED:
