@@ -177,14 +177,15 @@ class _Watchdog:
 
     The lock is held while a socket is shut down and while a wait is disarmed, so the file descriptor cannot be
     closed and reused by the connection's owner in between: only the connection's own socket is ever shut down.
-    The thread sleeps until the earliest deadline, or until a wait is armed when there was none.
+    The thread sleeps until the earliest deadline, or until a wait is armed that is due before the thread would
+    wake (none was armed, or only later ones: a bound lowered while the thread slept on a longer one).
     """
 
     def __init__(self) -> None:
         self._pid = 0
         self._condition = threading.Condition()
         self._waits: set[_Wait] = set()
-        self._idle = False
+        self._wakes_at = float("inf")  # inf: idle
 
     def _ensure_thread(self) -> None:
         if self._pid == os.getpid():
@@ -192,7 +193,7 @@ class _Watchdog:
         # First use, or a forked child (the thread does not survive fork, and the lock may have been held).
         self._condition = threading.Condition()
         self._waits = set()
-        self._idle = False
+        self._wakes_at = float("inf")
         self._pid = os.getpid()
         threading.Thread(target=self._run, name="observability-db-watchdog", daemon=True).start()
 
@@ -201,7 +202,7 @@ class _Watchdog:
         wait = _Wait(fileno, time.monotonic() + seconds)
         with self._condition:
             self._waits.add(wait)
-            if self._idle:
+            if wait.deadline < self._wakes_at:
                 self._condition.notify()
         return wait
 
@@ -214,13 +215,13 @@ class _Watchdog:
         with condition:
             while True:
                 if not self._waits:
-                    self._idle = True
+                    self._wakes_at = float("inf")
                     condition.wait()
-                    self._idle = False
                     continue
                 now = time.monotonic()
                 earliest = min(wait.deadline for wait in self._waits)
                 if earliest > now:
+                    self._wakes_at = earliest
                     condition.wait(earliest - now)
                     continue
                 for wait in [wait for wait in self._waits if wait.deadline <= now]:
@@ -402,17 +403,40 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
-def _probe(alias: str) -> None:
-    from .health.checks import DatabaseCheck
+def ping(alias: str = "default") -> None:
+    """``SELECT 1`` on ``alias`` within the request bound; the outcome opens or closes its breaker.
 
-    check = DatabaseCheck(alias)
+    Raises what the database raised. The readiness check (``health.DatabaseCheck``) and the background probe both
+    come through here, so that the breaker has one writer of its outcome.
+    """
+    from django.db import connections
+
+    guard = breaker(alias)
     try:
-        check.check(claimed=True)
-    except Exception:  # recorded on the breaker by the check
+        with bounded(), connections[alias].cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        if is_unavailable(exc):  # not answering; an error the server reported says it answers
+            guard.trip(reason_for(exc))
+        raise
+    else:
+        guard.recover()
+
+
+def _probe(alias: str) -> None:
+    """The background probe (one per ``DATABASE_RETRY_SECONDS`` while the breaker is open), on its own thread's
+    connection, closed afterwards."""
+    from django.db import connections
+
+    try:
+        ping(alias)
+    except Exception:  # recorded on the breaker by ping()
         pass
     finally:
+        breaker(alias).release_probe()
         with contextlib.suppress(Exception):
-            check.cleanup()
+            connections[alias].close()
 
 
 def probe_soon(alias: str = "default") -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -330,3 +331,21 @@ def test_a_hung_database_does_not_hang_the_service(own_postgres, tmp_path):
     after = log.of("read", recovered_at)
     assert after and all(status == 200 for _, _, status in after), summary("read", recovered_at)
     print(report, f"recovered {recovered_at - thawed_at:.1f} s after the thaw", sep="\n")
+
+
+def test_the_watchdog_wakes_for_a_wait_due_before_the_one_it_sleeps_on():
+    """A bound lowered while the watchdog sleeps on a longer wait (the settings changed, a ``bounded()`` block of a
+    shorter bound): the new wait is still given up at its own deadline, not the old one's."""
+    long_wait, _peer = socket.socketpair()
+    short_wait, short_peer = socket.socketpair()
+    with long_wait, _peer, short_wait, short_peer:
+        sleeping_on = database._watchdog.arm(long_wait.fileno(), 30)
+        time.sleep(0.2)  # the thread is now asleep until the 30 s deadline
+        database._watchdog.disarm(sleeping_on)
+        armed = database._watchdog.arm(short_wait.fileno(), 0.3)
+        short_wait.settimeout(10)
+        started = time.monotonic()
+        assert short_wait.recv(1) == b""  # shut down by the watchdog: the blocked read returns
+        elapsed = time.monotonic() - started
+        database._watchdog.disarm(armed)
+    assert armed.fired and elapsed < 5, elapsed

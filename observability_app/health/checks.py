@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from .. import database
 from ..conf import settings
 from .base import HealthCheck, HealthCheckFailed
 
@@ -36,34 +37,17 @@ class DatabaseCheck(HealthCheck):
         aliases = cls.aliases if cls.aliases is not None else tuple(django_settings.DATABASES)
         return [cls(alias) for alias in aliases]
 
-    def check(self, claimed: bool = False) -> None:
-        """``SELECT 1``; the outcome opens or closes this process's breaker for the alias (``database``).
+    def check(self) -> None:
+        """``SELECT 1`` (``database.ping``); the outcome opens or closes this process's breaker for the alias.
 
         While the breaker is open the check answers from it at once and leaves the probing to one background run
-        per ``DATABASE_RETRY_SECONDS`` (``claimed``: that run), so that no probe or scrape waits on a database
-        already known not to answer.
+        per ``DATABASE_RETRY_SECONDS``, so that no probe or scrape waits on a database already known not to answer.
         """
-        from django.db import connections
-
-        from .. import database
-
         breaker = database.breaker(self.alias)
-        if not claimed and breaker.open:
+        if breaker.open:
             database.probe_soon(self.alias)
             raise HealthCheckFailed(breaker.reason or "unavailable")
-        try:
-            with database.bounded(), connections[self.alias].cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
-        except Exception as exc:
-            if database.is_unavailable(exc):  # not answering; an error the server reported says it answers
-                breaker.trip(database.reason_for(exc))
-            raise
-        else:
-            breaker.recover()
-        finally:
-            if claimed:
-                breaker.release_probe()
+        database.ping(self.alias)
 
     def cleanup(self) -> None:
         from django.db import connections
