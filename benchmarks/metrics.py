@@ -119,7 +119,8 @@ def bench_middleware() -> dict:
 def populate_catalog() -> int:
     """Every catalog metric, every label value, in all 64 bins; HTTP and database series; returns buckets used."""
     from observability_app import bucket_metrics
-    from observability_app.metrics import catalog, observe_request
+    from observability_app.metrics import observe_request
+    from observability_app.metrics.bucket import catalog
     from observability_app.metrics.labels import HTTP_METHODS, hashed_id
 
     names: dict[str, str] = {}
@@ -130,7 +131,14 @@ def populate_catalog() -> int:
     for bucket in names.values():
         for kind in ("write", "read"):
             for outcome in catalog.OUTCOMES:
-                bucket_metrics.count(f"bucket.artifact.{kind}.count", bucket, outcome)
+                if kind == "write":
+                    for status in catalog.WRITE_STATUSES:
+                        for bucket_type in catalog.BUCKET_TYPES:
+                            bucket_metrics.count("bucket.artifact.write.count", bucket, outcome, status, bucket_type)
+                else:
+                    for cache in catalog.CACHE_RESULTS:
+                        for status in catalog.READ_STATUSES:
+                            bucket_metrics.count("bucket.artifact.read.count", bucket, outcome, cache, status)
             bucket_metrics.observe(f"bucket.artifact.{kind}.duration", bucket, 0.03)
             bucket_metrics.observe(f"bucket.artifact.{kind}.size", bucket, 300_000)
         for stage in catalog.MISMATCH_STAGES:
@@ -140,12 +148,20 @@ def populate_catalog() -> int:
         bucket_metrics.observe("bucket.integrity.verify.duration", bucket, 0.002)
         for decision in catalog.SCAN_DECISIONS:
             for outcome in catalog.SCAN_OUTCOMES:
-                bucket_metrics.count("bucket.safety.scan.count", bucket, decision, outcome)
+                bucket_metrics.count("bucket.safety.scan.count", bucket, decision, outcome, "1.2.0")
         bucket_metrics.observe("bucket.safety.scan.duration", bucket, 0.2)
-        bucket_metrics.version_conflict(bucket)
+        for resolution in catalog.CONFLICT_RESOLUTIONS:
+            bucket_metrics.version_conflict(bucket, resolution)
         bucket_metrics.version_orphan(bucket)
-        bucket_metrics.safety_rejection(bucket)
-        bucket_metrics.safety_false_positive(bucket)
+        bucket_metrics.safety_rejection(bucket, "test-malware signature", "example-scanner")
+        for reason in catalog.OVERTURN_REASONS:
+            bucket_metrics.safety_false_positive(bucket, reason)
+        bucket_metrics.count("bucket.metadata.read.count", bucket, "success")
+        bucket_metrics.observe("bucket.metadata.read.duration", bucket, 0.002)
+        for result in catalog.PROVENANCE_RESULTS:
+            bucket_metrics.count("bucket.provenance.verify.count", bucket, result)
+        bucket_metrics.observe("bucket.provenance.verify.duration", bucket, 0.004)
+        bucket_metrics.count("bucket.client.write.count", None, bucket)
         bucket_metrics.queue_delay(bucket, 42.0)
     for route in range(20):
         for method in HTTP_METHODS:

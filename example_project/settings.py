@@ -87,6 +87,8 @@ STATIC_ROOT = VAR_DIR / "static"
 ARTIFACT_MAX_BYTES = int(os.environ.get("ARTIFACT_MAX_BYTES", 16 * 1024 * 1024))
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARTIFACT_MAX_BYTES
 #: What bucket_storage_capacity_bytes reports per bucket.
+#: The design's bucket type per bucket (model, dataset, generic): the write metric's bucket_type label.
+BUCKET_TYPES = {"models": "model", "datasets": "dataset"}
 BUCKET_CAPACITY_BYTES = int(os.environ.get("BUCKET_CAPACITY_BYTES", 10 * 1024**3))
 
 OBSERVABILITY = {
@@ -111,6 +113,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
 #: EXAMPLE_SCAN_ON_UPLOAD=1 (set by `make run`): every upload enqueues its safety scan once committed.
 BUCKET_SCAN_ON_UPLOAD = os.environ.get("EXAMPLE_SCAN_ON_UPLOAD", "0") == "1"
-#: EXAMPLE_FAULT_INJECTION=1: `X-Simulate-Transient-Failures: N` makes the scan task's first N attempts fail.
+#: EXAMPLE_FAULT_INJECTION=1: `X-Simulate-Transient-Failures: N` makes the scan task's first N attempts fail, and
+#: `X-Simulate-Error: 1` makes an artifact request fail with 500 (the 5xx alert's tests and the traffic script).
 BUCKET_FAULT_INJECTION = os.environ.get("EXAMPLE_FAULT_INJECTION", "0") == "1"
 OBSERVABILITY["CELERY_APP"] = "example_project.celery.app"

@@ -215,7 +215,7 @@ class ObservabilityMiddleware:
         status = response.status_code
         route = ctx.route or UNMATCHED_ROUTE
         if self._observe is not None:
-            self._observe(request.method, route, status, duration)
+            self._observe(request.method, route, status, duration, response)
         access = self._access
         if access is not None and (
             status >= 400 or self._sample >= 1.0 or "debug" in ctx.extra or random.random() < self._sample

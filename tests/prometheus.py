@@ -1,7 +1,8 @@
 """A real Prometheus server (Debian's ``prometheus``) of the test's own: started on a free port with the scrape
 jobs the test gives, queried over its HTTP API, stopped at the end.
 
-Tests that need it are marked ``prometheus``; the binary comes from ``scripts/install-system-deps.sh``.
+Tests that need it are marked ``prometheus``; the binary comes from ``scripts/install-system-deps.sh``. Exemplar
+storage is on (the latency histogram's trace ids); ``rule_files`` are evaluated every ``evaluation_interval``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,31 @@ from tests.servers import free_port, http, require_tool
 BINARY = "/usr/bin/prometheus"
 
 
+def static_jobs(targets: dict[str, str], token: str | None = None) -> str:
+    """``scrape_configs`` entries for ``{job: "host:port"}``, with a bearer token when given."""
+    auth = f"    authorization:\n      type: Bearer\n      credentials: {token}\n" if token else ""
+    return "".join(
+        f'  - job_name: {job}\n{auth}    static_configs:\n      - targets: ["{target}"]\n'
+        for job, target in targets.items()
+    )
+
+
 class PrometheusServer:
     """``scrape_configs``: the YAML list under ``scrape_configs:`` (each job indented by two spaces)."""
 
-    def __init__(self, directory: Path, scrape_configs: str, interval: str = "1s") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        scrape_configs: str,
+        interval: str = "1s",
+        rule_files: tuple[Path, ...] = (),
+        evaluation_interval: str = "1s",
+    ) -> None:
         self.directory = directory
         self.scrape_configs = scrape_configs
         self.interval = interval
+        self.rule_files = rule_files
+        self.evaluation_interval = evaluation_interval
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -36,9 +55,12 @@ class PrometheusServer:
         binary = require_tool(BINARY)
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "prometheus.yml"
+        rules = "".join(f"  - {path}\n" for path in self.rule_files)
         config.write_text(
             f"global:\n  scrape_interval: {self.interval}\n  scrape_timeout: {self.interval}\n"
-            f"scrape_configs:\n{self.scrape_configs}"
+            f"  evaluation_interval: {self.evaluation_interval}\n"
+            + (f"rule_files:\n{rules}" if rules else "")
+            + f"scrape_configs:\n{self.scrape_configs}"
         )
         with (self.directory / "prometheus.log").open("wb") as log:
             self.process = subprocess.Popen(
@@ -48,6 +70,7 @@ class PrometheusServer:
                     f"--storage.tsdb.path={self.directory / 'tsdb'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--log.level=warn",
+                    "--enable-feature=exemplar-storage",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -67,13 +90,21 @@ class PrometheusServer:
         log = self.directory / "prometheus.log"
         return log.read_text(errors="replace") if log.exists() else ""
 
-    def query(self, expression: str) -> list[dict[str, Any]]:
-        """The instant query's result vector; an answer other than success fails the test."""
-        answer = http(f"{self.base}/api/v1/query?" + urllib.parse.urlencode({"query": expression}), timeout=10)
+    def api(self, path: str, **params: str) -> Any:
+        """``GET /api/v1/<path>``'s data; an answer other than success fails the test."""
+        answer = http(f"{self.base}/api/v1/{path}?" + urllib.parse.urlencode(params), timeout=30)
         assert answer.status == 200, answer.body[:300]
         data = json.loads(answer.body)
         assert data["status"] == "success", data
-        return data["data"]["result"]
+        return data["data"]
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """The instant query's result vector; an answer other than success fails the test."""
+        return self.api("query", query=expression)["result"]
+
+    def scrapes(self, job: str) -> float:
+        """How many successful scrapes of ``job`` Prometheus has stored."""
+        return self.value(f'sum(count_over_time(up{{job="{job}"}}[1h]))') or 0.0
 
     def value(self, expression: str) -> float | None:
         """The first sample's value, or None when the result is empty."""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from example_project.bucket import metrics as example_metrics
 from observability_app import bucket_metrics
-from observability_app.metrics import catalog
+from observability_app.metrics.bucket import catalog
 from observability_app.metrics.labels import hashed_id
 from observability_app.metrics.registry import REGISTRY
 from tests.servers import parse, series, total
@@ -36,7 +36,13 @@ def put(client: Client, bucket: str, name: str, version: str, body: bytes, claim
 
 
 def value(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    """Sum of the samples of ``name`` whose labels include ``labels`` (labels not named are summed over)."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(key) == wanted for key, wanted in labels.items())
+    )
 
 
 def catalog_value(prometheus: str, bucket: str, **labels: str) -> float:
@@ -60,7 +66,7 @@ def test_the_example_project_records_every_catalog_metric(client, db, django_cap
         assert client.post(f"/api/v1/buckets/{bucket}/artifacts/bad/1/scan").json()["decision"] == "rejected"
         overturn = client.post(
             f"/api/v1/buckets/{bucket}/artifacts/bad/1/overturn",
-            data=json.dumps({"decision": "approved", "reason": "test file, not malware"}),
+            data=json.dumps({"decision": "approved", "reason": "test file, not malware", "reason_code": "scanner_bug"}),
             content_type="application/json",
         )
         assert overturn.status_code == 200
@@ -76,11 +82,14 @@ def test_the_example_project_records_every_catalog_metric(client, db, django_cap
     b = hashed_id(bucket)
     for entry in catalog.CATALOG:
         name = entry.prometheus + ("_count" if entry.kind == "histogram" else "")
-        found = [labels for labels in series(samples, name) if labels["bucket"] == b]
+        # (series primed under other settings by earlier tests stay exported: only the current labels count)
+        found = [
+            labels
+            for labels in series(samples, name)
+            if labels.get("bucket", b) == b and {key: labels[key] for key in STANDARD} == STANDARD
+        ]
         assert found, f"{entry.dotted} ({entry.prometheus}) was not recorded"
-        for labels in found:
-            assert {key: labels[key] for key in STANDARD} == STANDARD
-            assert labels["node"]
+        assert all(labels["node"] for labels in found)
     assert bucket not in text
 
     def delta(name: str, **labels: str) -> float:
@@ -88,20 +97,30 @@ def test_the_example_project_records_every_catalog_metric(client, db, django_cap
 
     assert delta("bucket_artifact_write_total", bucket=b, outcome="success") == 2
     assert delta("bucket_artifact_write_total", bucket=b, outcome="failure") == 2
+    assert delta("bucket_artifact_write_total", bucket=b, status="201", bucket_type="generic") == 2
+    assert delta("bucket_artifact_write_total", bucket=b, status="409") == 1
+    assert delta("bucket_artifact_write_total", bucket=b, status="400") == 1
+    assert delta("bucket_client_writes_total") == 4  # every write, by client bin (the test client's address)
     assert delta("bucket_artifact_write_size_bytes_count", bucket=b) == 2
     assert delta("bucket_artifact_write_size_bytes_sum", bucket=b) == len(body) + len(EICAR)
-    assert delta("bucket_artifact_read_total", bucket=b, outcome="success") == 1
-    assert delta("bucket_artifact_read_total", bucket=b, outcome="failure") == 1
+    assert delta("bucket_artifact_read_total", bucket=b, outcome="success", cache="miss", status="200") == 1
+    assert delta("bucket_artifact_read_total", bucket=b, outcome="failure", cache="miss", status="404") == 1
     assert delta("bucket_artifact_read_size_bytes_sum", bucket=b) == len(body)
     assert delta("bucket_integrity_verify_total", bucket=b, result="match") == 2
     assert delta("bucket_integrity_verify_total", bucket=b, result="mismatch") == 1
     assert delta("bucket_integrity_digest_mismatch_total", bucket=b, stage="upload") == 1
-    assert delta("bucket_version_conflict_total", bucket=b) == 1
+    assert delta("bucket_version_conflict_total", bucket=b, resolution="identical") == 1
     assert delta("bucket_version_orphan_total", bucket=b) == 2
     assert delta("bucket_safety_scan_total", bucket=b, decision="approved", outcome="success") == 1
     assert delta("bucket_safety_scan_total", bucket=b, decision="rejected", outcome="success") == 1
-    assert delta("bucket_safety_rejection_total", bucket=b) == 1
-    assert delta("bucket_safety_false_positive_total", bucket=b) == 1
+    assert delta("bucket_safety_scan_total", bucket=b, scanner_version="1.2.0") == 2
+    assert (
+        delta("bucket_safety_rejection_total", bucket=b, reason="test-malware signature", scanner="example-scanner")
+        == 1
+    )
+    assert delta("bucket_safety_false_positive_total", bucket=b, reason="scanner_bug") == 1
+    assert delta("bucket_provenance_verify_total", bucket=b, result="failed") == 1
+    assert delta("bucket_provenance_verify_duration_seconds_count", bucket=b) == 1
     assert delta("bucket_queue_delay_seconds_count", bucket=b) == 2
     assert total(samples, "bucket_storage_objects", bucket=b) == 2
     assert total(samples, "bucket_storage_used_bytes", bucket=b) == len(body) + len(EICAR)
@@ -273,3 +292,61 @@ def test_catalog_names_follow_prometheus_rules():
             assert entry.prometheus.endswith("_bytes") and entry.buckets == catalog.SIZE_BUCKETS
     assert catalog.DURATION_BUCKETS == (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
     assert catalog.SIZE_BUCKETS[0] == 1024 and catalog.SIZE_BUCKETS[-1] == 1024**3
+
+
+def test_every_catalog_entry_and_label_is_documented():
+    from tests.servers import ROOT
+
+    text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    for entry in catalog.CATALOG:
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{entry.dotted}` |")), None)
+        assert row is not None, f"{entry.dotted} is not in docs/metrics.md"
+        assert f"`{entry.prometheus}`" in row
+        for label in entry.labels:
+            assert f"`{label}`" in row, (entry.dotted, label)
+    assert "104857600" in text and 104857600 in catalog.SIZE_BUCKETS
+
+
+def test_open_labels_stay_bounded_and_declared_values_are_kept():
+    bucket = "open-labels"
+    for index in range(100):
+        bucket_metrics.safety_rejection(bucket, reason=f"rule {index}", scanner="example-scanner")
+    reasons = {
+        sample.labels["reason"]
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == "bucket_safety_rejection_total" and sample.labels["bucket"] == hashed_id(bucket)
+    }
+    declared = set(bucket_metrics.declared_values("reason"))
+    assert len(reasons - declared - {"other"}) <= catalog.OPEN_LABEL_VALUES
+    assert "other" in reasons
+    assert catalog_value("bucket_safety_rejection_total", bucket, reason="other") >= 100 - catalog.OPEN_LABEL_VALUES
+    bucket_metrics.safety_rejection(bucket, reason="test-malware signature", scanner="example-scanner")
+    assert catalog_value("bucket_safety_rejection_total", bucket, reason="test-malware signature") >= 1
+
+
+def test_conflict_resolution_tells_an_identical_re_upload_from_a_real_conflict(client, db):
+    bucket = "conflicts"
+    before = {
+        r: catalog_value("bucket_version_conflict_total", bucket, resolution=r) for r in ("identical", "rejected")
+    }
+    assert put(client, bucket, "m", "1", b"one").status_code == 201
+    assert put(client, bucket, "m", "1", b"one").status_code == 409
+    assert put(client, bucket, "m", "1", b"two").status_code == 409
+    for resolution in ("identical", "rejected"):
+        assert catalog_value("bucket_version_conflict_total", bucket, resolution=resolution) == before[resolution] + 1
+
+
+def test_reads_say_cache_hit_or_miss_and_head_is_a_metadata_read(client, db):
+    bucket = "cached"
+    assert put(client, bucket, "m", "1", b"cached bytes").status_code == 201
+    path = f"/api/v1/buckets/{bucket}/artifacts/m/1"
+    hits = catalog_value("bucket_artifact_read_total", bucket, cache="hit")
+    metadata = catalog_value("bucket_metadata_read_total", bucket, outcome="success")
+    assert client.get(path).content == b"cached bytes"
+    assert client.get(path).content == b"cached bytes"
+    assert catalog_value("bucket_artifact_read_total", bucket, cache="hit") == hits + 1
+    head = client.head(path)
+    assert head.status_code == 200 and head["X-Content-Digest"] == digest(b"cached bytes")
+    assert head["Content-Length"] == str(len(b"cached bytes"))
+    assert catalog_value("bucket_metadata_read_total", bucket, outcome="success") == metadata + 1

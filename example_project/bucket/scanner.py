@@ -12,6 +12,8 @@ from dataclasses import dataclass
 SCANNER = "example-scanner"
 SCANNER_VERSION = "1.2.0"
 
+#: Every reason a rejection can give (the rejection metric's ``reason`` label).
+REASONS = ("test-malware signature",)
 _REJECT_MARKERS = (b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE", b"X5O!P%@AP[4\\PZX54(P^)7CC)7}")
 _PICKLE_SUSPICIOUS = (b"os\nsystem", b"subprocess", b"builtins\neval", b"posix\nsystem")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from opentelemetry import trace
@@ -23,6 +25,12 @@ PROVENANCE_REF_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}/[A-Za-z0-9][A-Za-z0-9._\-]{0,127}@[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
 )
 MAX_UPSTREAM_REFS = 100
+#: Versions up to this size are kept in Django's cache after a read (versions are immutable; a hit is checked
+#: against the row, so a delete in another process is seen); the read metric says hit or miss.
+CACHE_MAX_BYTES = 256 * 1024
+CACHE_SECONDS = 300
+#: Overturn reason codes the API accepts (the metric's label); the free-text reason goes to the audit event only.
+OVERTURN_REASON_CODES = ("manual_review", "scanner_bug", "policy_change", "allowlisted")
 #: The API's tracer provider once tracing is installed (a no-op until then): spans cost nothing when it is off.
 _tracer = trace.get_tracer("example_project.bucket")
 
@@ -73,9 +81,16 @@ def parse_client_digest(header: str | None) -> str:
     return value
 
 
-def store_artifact(bucket: str, name: str, version: str, content: bytes, client_digest: str) -> Artifact:
+def bucket_type(bucket: str) -> str:
+    """The design's bucket type (model, dataset, generic) from ``settings.BUCKET_TYPES``, generic by default."""
+    return getattr(settings, "BUCKET_TYPES", {}).get(bucket, "generic")
+
+
+def store_artifact(
+    bucket: str, name: str, version: str, content: bytes, client_digest: str, client: str | None = None
+) -> Artifact:
     """Store a new version; verify its digest after storage; ARTIFACT_CREATED or INTEGRITY_CHECK_FAILED."""
-    with bucket_metrics.artifact_write(bucket) as write:
+    with bucket_metrics.artifact_write(bucket, bucket_type=bucket_type(bucket), client=client) as write:
         write.size = len(content)
         return _store_artifact(bucket, name, version, content, client_digest)
 
@@ -108,7 +123,8 @@ def _store_artifact(bucket: str, name: str, version: str, content: bytes, client
                 bucket_id=bucket,
             )
     except IntegrityError:
-        bucket_metrics.version_conflict(bucket)
+        existing = Artifact.objects.filter(bucket=bucket, name=name, version=version).values_list("digest", flat=True)
+        bucket_metrics.version_conflict(bucket, "identical" if client_digest in existing else "rejected")
         raise VersionConflict(f"{aid} already exists; versions are immutable, publish a new one") from None
     except DigestMismatch as exc:
         bucket_metrics.digest_mismatch(bucket, stage="upload")
@@ -126,9 +142,22 @@ def get_artifact(bucket: str, name: str, version: str) -> Artifact:
         raise NotFound(f"{artifact_id(bucket, name, version)} does not exist") from None
 
 
+def _cache_key(bucket: str, name: str, version: str) -> str:
+    return "bucket:artifact:" + hashlib.sha256(artifact_id(bucket, name, version).encode()).hexdigest()
+
+
 def read_artifact(bucket: str, name: str, version: str, reader: str, purpose: str) -> Artifact:
     with bucket_metrics.artifact_read(bucket) as read:
-        artifact = get_artifact(bucket, name, version)
+        key = _cache_key(bucket, name, version)
+        artifact = cache.get(key)
+        # A hit is validated by one indexed query without the bytes: another worker may have deleted the version.
+        if artifact is not None and not Artifact.objects.filter(pk=artifact.pk, digest=artifact.digest).exists():
+            artifact = None
+        read.cache = "miss" if artifact is None else "hit"
+        if artifact is None:
+            artifact = get_artifact(bucket, name, version)
+            if artifact.size_bytes <= CACHE_MAX_BYTES:
+                cache.set(key, artifact, CACHE_SECONDS)
         read.size = artifact.size_bytes
         signals.artifact_accessed.send(
             sender=Artifact, artifact_id=artifact.artifact_id, version=version, reader=reader, purpose=purpose
@@ -136,7 +165,17 @@ def read_artifact(bucket: str, name: str, version: str, reader: str, purpose: st
     return artifact
 
 
+def read_metadata(bucket: str, name: str, version: str) -> Artifact:
+    """Digest, size and decision without the bytes (HEAD)."""
+    with bucket_metrics.metadata_read(bucket):
+        try:
+            return Artifact.objects.defer("content").get(bucket=bucket, name=name, version=version)
+        except Artifact.DoesNotExist:
+            raise NotFound(f"{artifact_id(bucket, name, version)} does not exist") from None
+
+
 def delete_artifact(bucket: str, name: str, version: str, reason: str) -> None:
+    cache.delete(_cache_key(bucket, name, version))
     with transaction.atomic():
         artifact = get_artifact(bucket, name, version)
         artifact.delete()
@@ -156,11 +195,11 @@ def _scan_artifact(bucket: str, name: str, version: str) -> dict:
         artifact = get_artifact(bucket, name, version)
         if not artifact.safety_decision:  # first scan: how long the upload waited in the scan backlog
             bucket_metrics.queue_delay(bucket, (timezone.now() - artifact.created_at).total_seconds())
-        with bucket_metrics.safety_scan(bucket) as scanning:
+        with bucket_metrics.safety_scan(bucket, scanner_version=SCANNER_VERSION) as scanning:
             result = scan(bytes(artifact.content))
             scanning.decision = result.decision
         if result.decision == "rejected":
-            bucket_metrics.safety_rejection(bucket)
+            bucket_metrics.safety_rejection(bucket, reason=result.reason, scanner=SCANNER)
         artifact.safety_decision = result.decision
         artifact.save(update_fields=["safety_decision"])
         signals.safety_decision_recorded.send(
@@ -182,7 +221,9 @@ def _scan_artifact(bucket: str, name: str, version: str) -> dict:
     }
 
 
-def overturn_decision(bucket: str, name: str, version: str, new_decision: str, reason: str) -> dict:
+def overturn_decision(
+    bucket: str, name: str, version: str, new_decision: str, reason: str, reason_code: str = "manual_review"
+) -> dict:
     if new_decision not in ("approved", "rejected", "quarantined"):
         raise BadRequest("decision must be approved, rejected or quarantined")
     if not reason or len(reason) > 1000:
@@ -195,7 +236,9 @@ def overturn_decision(bucket: str, name: str, version: str, new_decision: str, r
         artifact.safety_decision = new_decision
         artifact.save(update_fields=["safety_decision"])
         if previous in ("rejected", "quarantined") and new_decision == "approved":
-            bucket_metrics.safety_false_positive(bucket)
+            bucket_metrics.safety_false_positive(
+                bucket, reason_code if reason_code in OVERTURN_REASON_CODES else "other"
+            )
         signals.safety_decision_overturned.send(
             sender=Artifact,
             artifact_id=artifact.artifact_id,
@@ -217,11 +260,13 @@ def verify_provenance(bucket: str, name: str, version: str, upstream_refs: objec
         raise BadRequest("upstream_refs must look like 'bucket/name@version'")
     artifact = get_artifact(bucket, name, version)
     missing = []
-    for ref in upstream_refs:
-        ref_bucket, rest = ref.split("/", 1)
-        ref_name, ref_version = rest.rsplit("@", 1)
-        if not Artifact.objects.filter(bucket=ref_bucket, name=ref_name, version=ref_version).exists():
-            missing.append(ref)
+    with bucket_metrics.provenance_verify(bucket) as check:
+        for ref in upstream_refs:
+            ref_bucket, rest = ref.split("/", 1)
+            ref_name, ref_version = rest.rsplit("@", 1)
+            if not Artifact.objects.filter(bucket=ref_bucket, name=ref_name, version=ref_version).exists():
+                missing.append(ref)
+        check.result = "failed" if missing else "verified"
     if missing:
         bucket_metrics.version_orphan(bucket, len(missing))
     result = "failed" if missing else "verified"

@@ -40,13 +40,15 @@ def _header(request: HttpRequest, name: str, default: str) -> str:
 @csrf_exempt
 @require_http_methods(["GET", "HEAD", "PUT", "DELETE"])
 def artifact(request: HttpRequest, bucket: str, name: str, version: str) -> HttpResponse:
+    _simulate_error(request)
     try:
         if request.method == "PUT":
             length = int(request.META.get("CONTENT_LENGTH") or 0)
             if length > settings.ARTIFACT_MAX_BYTES:
                 return JsonResponse({"error": f"artifact over {settings.ARTIFACT_MAX_BYTES} bytes"}, status=413)
             client_digest = services.parse_client_digest(request.headers.get("X-Content-Digest"))
-            stored = services.store_artifact(bucket, name, version, request.body, client_digest)
+            client = _header(request, "X-Client-Id", request.META.get("REMOTE_ADDR", "") or "anonymous")
+            stored = services.store_artifact(bucket, name, version, request.body, client_digest, client=client)
             if settings.BUCKET_SCAN_ON_UPLOAD:
                 _scan_later(request, bucket, name, version)
             return JsonResponse(
@@ -56,6 +58,12 @@ def artifact(request: HttpRequest, bucket: str, name: str, version: str) -> Http
         if request.method == "DELETE":
             services.delete_artifact(bucket, name, version, reason=_header(request, "X-Reason", "deleted via API"))
             return HttpResponse(status=204)
+        if request.method == "HEAD":  # metadata only: the bytes are not read
+            meta = services.read_metadata(bucket, name, version)
+            response = HttpResponse(content_type="application/octet-stream")
+            response["Content-Length"] = str(meta.size_bytes)
+            response["X-Content-Digest"] = meta.digest
+            return response
         reader = _header(
             request, "X-Reader", request.user.get_username() if request.user.is_authenticated else "anonymous"
         )
@@ -67,6 +75,15 @@ def artifact(request: HttpRequest, bucket: str, name: str, version: str) -> Http
         return response
     except services.BucketError as exc:
         return _error(exc)
+
+
+def _simulate_error(request: HttpRequest) -> None:
+    """``X-Simulate-Error: 1`` raises (Django answers 500), honoured only with ``BUCKET_FAULT_INJECTION`` on.
+
+    The way tests and docs/traffic.md produce a burst of server errors for the 5xx alert and panels.
+    """
+    if settings.BUCKET_FAULT_INJECTION and request.headers.get("X-Simulate-Error") == "1":
+        raise RuntimeError("simulated server error (X-Simulate-Error: 1, EXAMPLE_FAULT_INJECTION=1)")
 
 
 def _transient_failures(request: HttpRequest) -> int:
@@ -111,7 +128,12 @@ def overturn_decision(request: HttpRequest, bucket: str, name: str, version: str
         data = _json_body(request)
         return JsonResponse(
             services.overturn_decision(
-                bucket, name, version, str(data.get("decision", "")), str(data.get("reason", ""))[:2000]
+                bucket,
+                name,
+                version,
+                str(data.get("decision", "")),
+                str(data.get("reason", ""))[:2000],
+                reason_code=str(data.get("reason_code", "manual_review"))[:64],
             )
         )
     except services.BucketError as exc:

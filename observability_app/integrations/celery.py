@@ -445,7 +445,8 @@ class BrokerCollector:
     """``jobs_queue_backlog{queue}`` and, on Redis, ``jobs_queue_oldest_age_seconds{queue}``, read at scrape time.
 
     The depth comes from a passive ``queue_declare`` (RabbitMQ's message count; kombu's Redis transport sums the
-    priority lists); the oldest message's age from the tail of the Redis list (its ``x_published_at`` header).
+    priority lists); the oldest message's age from the tail of the Redis list (its ``x_published_at`` header), 0 for
+    an empty Redis queue.
     A broker that does not answer within a second leaves the families empty (never a hung scrape).
     """
 
@@ -494,8 +495,11 @@ class BrokerCollector:
                     _, depth, _ = channel.queue_declare(queue=name, passive=True)
                 except Exception:  # the queue does not exist (yet): nothing waits in it
                     depth = 0
-                age = None
+                # On Redis an empty queue's oldest message is 0 s old (a series at 0, not a missing one: the
+                # backlog panel and JobBacklogOverSLA read it); elsewhere the age is unknown and left out.
+                age = None if client is None else 0.0
                 if client is not None and depth:
+                    age = None  # unknown unless the tail message says when it was published
                     tail = client.lindex(name, -1)
                     with contextlib.suppress(ValueError, TypeError, AttributeError):
                         published = json.loads(tail)["headers"].get(HEADER_PUBLISHED)

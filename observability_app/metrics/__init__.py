@@ -10,7 +10,7 @@ What is exported (docs/metrics.md has every name, label and the catalog mapping)
 * health: ``health_ready``, ``health_check_ok{check}``, evaluated at scrape time;
 * audit: ``audit_events_recorded_total{event_type}``, ``audit_events_purged_total{event_type}``,
   ``audit_verification_failures_total`` and the gauges of the last purge and verification, read from the database;
-* the bucket catalog, recorded through :mod:`observability_app.bucket_metrics`;
+* the bucket catalog (:mod:`observability_app.metrics.bucket`), recorded through ``observability_app.bucket_metrics``;
 * ``observability_metrics_series_dropped_total{metric}`` and ``observability_build_info``.
 
 Set-up: ``ObservabilityConfig.ready()`` calls :func:`setup`. With ``OBSERVABILITY["METRICS_ENABLED"] = False``
@@ -20,6 +20,8 @@ once and /metrics answers 404. Under gunicorn with several workers set ``PROMETH
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 _state = {"ready": False, "hooked": False}
 
@@ -72,49 +74,65 @@ def _prepare_multiprocess_directory() -> None:
 
 
 def _apply(enabled: bool) -> None:
-    from .. import bucket_metrics
+    from .bucket import recording
 
     if enabled and not _state["ready"]:
         from prometheus_client import disable_created_metrics
 
-        from . import audit, database, families, logs  # noqa: F401  (creates the metrics)
+        from . import audit, database, families, http, logs, priming  # noqa: F401  (families: creates the metrics)
+        from .bucket import families as bucket_families
 
         # *_created series double the output of every counter and histogram; Prometheus does not need them.
         disable_created_metrics()
+        priming.prime_catalog(bucket_families.CATALOG)
         database.install()
         audit.connect()
+        http.connect()
         logs.connect()
         _state["ready"] = True
     elif enabled:
-        from . import audit, database, logs
+        from . import audit, database, http, logs
 
         database.install()
         audit.connect()
+        http.connect()
         logs.connect()
     elif _state["ready"]:
-        from . import audit, database, logs
+        from . import audit, database, http, logs
 
         database.uninstall()
         audit.disconnect()
+        http.disconnect()
         logs.disconnect()
-    bucket_metrics._enable(enabled)
+    recording._enable(enabled)
+    from ..conf import settings
+    from . import exemplars
+
+    exemplars.configure(enabled and bool(settings.TRACING_ENABLED))
 
 
 def _on_settings_change() -> None:
     _apply(is_enabled())
     if _state["ready"]:
-        from . import families
+        from . import families, http, priming
+        from .bucket import families as bucket_families
 
         families.refresh()
+        bucket_families.refresh()
+        http.clear_cache()
+        priming.reset()
+        priming.prime_catalog(bucket_families.CATALOG)
 
 
-def observe_request(method: str, route: str, status: int, duration_s: float) -> None:
+def observe_request(
+    method: str, route: str, status: int, duration_s: float, response: Any = None, size: int | None = None
+) -> None:
     """Count one request: :func:`observability_app.metrics.http.observe_request` (the middleware calls that one
     directly). A plain function, not a module ``__getattr__``, so that type checkers see it; the metrics are
     created on the first call, not when this package is imported."""
     from .http import observe_request as _observe
 
-    _observe(method, route, status, duration_s)
+    _observe(method, route, status, duration_s, response, size)
 
 
 __all__ = ["is_enabled", "observe_request", "setup"]

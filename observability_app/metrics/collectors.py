@@ -1,4 +1,4 @@
-"""Values computed when /metrics is served: health, build info, storage gauges, process threads.
+"""Values computed when /metrics is served: health, build info, process threads (storage: ``bucket.storage``).
 
 They are read fresh in whichever process serves the scrape, so they are right under gunicorn without shared
 state: health answers come from the (cached) readiness runner, storage gauges from the reporters a project
@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..conf import settings
-from . import catalog
-from .labels import STANDARD_LABEL_NAMES, hashed_id, standard_labels
+from .labels import standard_labels
 from .multiprocess import threads_of_this_process
 
 logger = logging.getLogger("observability_app.metrics")
@@ -54,27 +53,3 @@ class ThreadsCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("process_threads", "Number of OS threads in the process.", threads_of_this_process())
-
-
-class StorageCollector:
-    """The catalog's storage gauges, summed per bucket bin over what the registered reporters return."""
-
-    def collect(self) -> Iterator[Metric]:
-        from .. import bucket_metrics
-
-        labelnames = ["bucket", *STANDARD_LABEL_NAMES]
-        families = {
-            entry.dotted: GaugeMetricFamily(entry.prometheus, entry.help, labels=labelnames) for entry in catalog.GAUGES
-        }
-        sums: dict[str, dict[str, float]] = {dotted: {} for dotted in families}
-        for sample in bucket_metrics.storage_samples():
-            bin_ = hashed_id(sample.bucket)
-            for dotted, value in sample.values():
-                if value is None:
-                    continue
-                sums[dotted][bin_] = sums[dotted].get(bin_, 0.0) + float(value)
-        suffix = list(standard_labels())
-        for dotted, family in families.items():
-            for bin_, value in sorted(sums[dotted].items()):
-                family.add_metric([bin_, *suffix], value)
-            yield family

@@ -8,22 +8,29 @@ collectors.
 The scrape-time collectors that read the database (audit gauges, storage reporters) are skipped when the readiness
 check has just found the database failing, so that a hung database cannot hang /metrics as well.
 
-Only the text format is offered: every Prometheus accepts it, and OpenMetrics would add nothing the app uses
-(exemplars, ``_created`` series).
+Text format 0.0.4 by default. With tracing on, a scraper that asks for OpenMetrics (Prometheus does) gets it, with
+the trace ids of recent requests as exemplars on ``http_request_duration_seconds`` buckets
+(:mod:`observability_app.metrics.exemplars`); with tracing off OpenMetrics would add nothing, and the text format is
+served whatever the scraper asks.
 """
 
 from __future__ import annotations
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client.utils import floatToGoString
 
-from . import multiprocess
+from . import exemplars, multiprocess
 from .audit import AuditCollector
-from .collectors import BuildInfoCollector, HealthCollector, StorageCollector, ThreadsCollector
+from .bucket.storage import StorageCollector
+from .collectors import BuildInfoCollector, HealthCollector, ThreadsCollector
+from .families import HTTP_DURATION
+from .priming import prime_http
 from .registry import metrics as app_metrics
-from .render import CONTENT_TYPE, TextWriter
+from .render import CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, TextWriter
 
 
 def write(writer: TextWriter, path: str | None) -> None:
+    prime_http()  # a scrape before the first request already shows the HTTP series at zero
     if path:
         multiprocess.reader(path).write(writer)
         writer.collector(multiprocess.ProcessMetricsCollector(path))
@@ -38,10 +45,19 @@ def write(writer: TextWriter, path: str | None) -> None:
     if health.database_ok:
         writer.collector(AuditCollector())
         writer.collector(StorageCollector())
+    if writer.openmetrics and exemplars.enabled():
+        bounds = [floatToGoString(bound) for bound in HTTP_DURATION.metric._upper_bounds]
+        exemplars.annotate(writer.out, writer.prefix, "http_request_duration_seconds", bounds)
 
 
-def render() -> tuple[bytes, str]:
-    """(body, content type) of one scrape."""
-    writer = TextWriter()
+def wants_openmetrics(accept: str) -> bool:
+    """True when OpenMetrics is worth serving: tracing on (exemplars) and the scraper accepts it."""
+    return exemplars.enabled() and "application/openmetrics-text" in (accept or "")
+
+
+def render(accept: str = "") -> tuple[bytes, str]:
+    """(body, content type) of one scrape; ``accept`` is the scraper's Accept header."""
+    openmetrics = wants_openmetrics(accept)
+    writer = TextWriter(openmetrics=openmetrics)
     write(writer, multiprocess.directory())
-    return writer.encode(), CONTENT_TYPE
+    return writer.encode(), OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE

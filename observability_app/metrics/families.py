@@ -1,19 +1,21 @@
 """Every metric the app records into, created once on import (``metrics.setup()`` imports it when enabled).
 
+The bucket catalog's metrics are in :mod:`observability_app.metrics.bucket.families`.
+
 Scrape-time values (health, audit gauges read from the database, storage gauges, process metrics, build info) are
 not here: :mod:`observability_app.metrics.collectors` computes them when /metrics is served.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from . import catalog
 from .bounded import Family
-from .labels import STANDARD_LABEL_NAMES, standard_labels
 from .registry import REGISTRY
 
 HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Bytes: 100 B (an error document) .. 1 GiB (the largest artifact), with the catalog's 100 MB bound.
+RESPONSE_SIZE_BUCKETS = (100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 104_857_600, 1_073_741_824)
 DB_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 HTTP_REQUESTS = Family(
@@ -34,6 +36,23 @@ HTTP_DURATION = Family(
         registry=REGISTRY,
     ),
     "http_request_duration_seconds",
+)
+HTTP_RESPONSE_SIZE = Family(
+    Histogram(
+        "http_response_size_bytes",
+        "Size of HTTP response bodies in bytes (streaming responses are not counted), by method and route template.",
+        ["method", "route"],
+        buckets=RESPONSE_SIZE_BUCKETS,
+        registry=REGISTRY,
+    ),
+    "http_response_size_bytes",
+)
+#: Summed over the live processes under gunicorn (a dead worker's requests are no longer in flight).
+HTTP_IN_FLIGHT = Gauge(
+    "http_requests_in_flight",
+    "HTTP requests being handled right now (every path, /metrics and probes included).",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 
 DB_QUERIES = Family(
@@ -65,6 +84,42 @@ DB_ERRORS = Family(
     "db_errors_total",
 )
 
+DB_SLOW_QUERIES = Family(
+    Counter(
+        "db_slow_queries_total",
+        "Database queries slower than SLOW_QUERY_SECONDS (0.5 s), by connection alias.",
+        ["alias"],
+        registry=REGISTRY,
+    ),
+    "db_slow_queries_total",
+)
+DB_ROLLBACKS = Family(
+    Counter(
+        "db_rollbacks_total",
+        "Transactions and savepoints rolled back, by connection alias and kind (transaction/savepoint).",
+        ["alias", "kind"],
+        registry=REGISTRY,
+    ),
+    "db_rollbacks_total",
+)
+DB_CONNECTIONS_OPENED = Family(
+    Counter(
+        "db_connections_opened_total",
+        "Database connections opened, by connection alias (a rate near the request rate: no connection reuse).",
+        ["alias"],
+        registry=REGISTRY,
+    ),
+    "db_connections_opened_total",
+)
+DB_CONNECTIONS_IN_USE = Gauge(
+    "db_connections_in_use",
+    "Database connections open right now, by connection alias (summed over the live processes).",
+    ["alias"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+DB_FAMILIES = (DB_QUERIES, DB_DURATION, DB_ERRORS, DB_SLOW_QUERIES, DB_ROLLBACKS, DB_CONNECTIONS_OPENED)
+
 AUDIT_RECORDED = Family(
     Counter(
         "audit_events_recorded_total",
@@ -87,28 +142,7 @@ DEBUG_LOGGING_REFUSED = Counter(
 )
 
 
-def _catalog_family(entry: catalog.CatalogEntry) -> Family:
-    labelnames = ["bucket", *entry.labels, *STANDARD_LABEL_NAMES]
-    if entry.kind == "counter":
-        metric = Counter(entry.prometheus, entry.help, labelnames, registry=REGISTRY)
-    else:
-        metric = Histogram(entry.prometheus, entry.help, labelnames, buckets=entry.buckets, registry=REGISTRY)
-    return Family(metric, entry.prometheus, standard_labels())
-
-
-#: dotted design name -> Family, for the recorded (non-gauge) catalog entries.
-CATALOG: dict[str, Family] = {
-    entry.dotted: _catalog_family(entry) for entry in catalog.CATALOG if entry.kind != "gauge"
-}
-
-
 def refresh() -> None:
-    """After a settings change: new standard label values and series cap for the catalog."""
-    suffix = standard_labels()
-    for family in CATALOG.values():
-        family.reset(suffix)
-    for family in (HTTP_REQUESTS, HTTP_DURATION, DB_QUERIES, DB_DURATION, DB_ERRORS, AUDIT_RECORDED):
+    """After a settings change: the series cap again (the catalog's families: ``bucket.families.refresh``)."""
+    for family in (HTTP_REQUESTS, HTTP_DURATION, HTTP_RESPONSE_SIZE, *DB_FAMILIES, AUDIT_RECORDED):
         family.reset()
-    from . import http
-
-    http.clear_cache()

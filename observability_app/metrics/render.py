@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 _ESCAPE_VALUE = str.maketrans({"\\": r"\\", "\n": r"\n", '"': r"\""})
 _INF = math.inf
@@ -51,15 +52,23 @@ class TextWriter:
     #: (sample name, label pairs) -> rendered "name{labels} "; shared across scrapes, bounded by the series caps.
     _prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
-    def __init__(self, skip_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(self, skip_prefixes: tuple[str, ...] = (), openmetrics: bool = False) -> None:
         self.out: list[str] = []
         self.seen: set[str] = set()
         self.skip_prefixes = skip_prefixes  # families left out whole (a push leaves out ``process_``)
+        #: OpenMetrics 1.0 instead of text 0.0.4: counters' family names without ``_total``, ``unknown`` for
+        #: ``untyped``, timestamps in seconds, ``# EOF`` at the end (and room for exemplars on bucket lines).
+        self.openmetrics = openmetrics
 
     def header(self, name: str, documentation: str, kind: str) -> bool:
         if name in self.seen or (self.skip_prefixes and name.startswith(self.skip_prefixes)):
             return False
         self.seen.add(name)
+        if self.openmetrics:
+            if kind == "counter" and name.endswith("_total"):
+                name = name[: -len("_total")]
+            elif kind == "untyped":
+                kind = "unknown"
         self.out.append(f"# HELP {name} {_help_text(documentation)}\n# TYPE {name} {kind}\n")
         return True
 
@@ -100,7 +109,8 @@ class TextWriter:
             pairs = tuple(labels.items()) if labels else ()
             line = self.prefix(sample.name, pairs) + format_value(sample.value)
             if sample.timestamp is not None:
-                line += f" {int(float(sample.timestamp) * 1000):d}"
+                stamp = float(sample.timestamp)
+                line += f" {stamp:.3f}" if self.openmetrics else f" {int(stamp * 1000):d}"
             out.append(line + "\n")
 
     def collector(self, collector: Any) -> None:
@@ -149,4 +159,5 @@ class TextWriter:
         self.out.append(text)
 
     def encode(self) -> bytes:
-        return "".join(self.out).encode("utf-8")
+        text = "".join(self.out)
+        return (text + "# EOF\n").encode("utf-8") if self.openmetrics else text.encode("utf-8")

@@ -31,7 +31,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return response
     from .exposition import render
 
-    body, content_type = render()
+    body, content_type = render(request.META.get("HTTP_ACCEPT", ""))
     response = HttpResponse(body, content_type=content_type)
     response["Cache-Control"] = "no-store"
     return response
